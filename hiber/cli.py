@@ -6,10 +6,13 @@ code; any HiberError becomes one line on stderr and exit code 1.
 
 import argparse
 import json
+import logging
 import os
+import re
 import sys
+import time
 
-from .errors import HiberError, ImageError
+from .errors import HiberError, ImageError, UsageError
 from .images.framing import read_image
 from .images.jsonimg import image_to_json, json_to_bytes
 from .images.summary import summarise
@@ -105,6 +108,137 @@ def cmd_show(args):
     return 0
 
 
+# ---- logging, criu style ------------------------------------------------
+
+VERBOSITY_LEVELS = {0: logging.CRITICAL + 10, 1: logging.ERROR, 2: logging.WARNING,
+                    3: logging.INFO, 4: logging.DEBUG}
+
+
+class CriuStyleFormatter(logging.Formatter):
+    """(seconds since start) Level (module:line): message, as CRIU logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.start = time.monotonic()
+
+    def format(self, record):
+        level = {"WARNING": "Warn", "CRITICAL": "Error"}.get(record.levelname,
+                                                             record.levelname.title())
+        elapsed = record.created - (time.time() - (time.monotonic() - self.start))
+        return (f"({max(elapsed, 0):012.6f}) {level} ({record.module}:{record.lineno}): "
+                f"{record.getMessage()}")
+
+
+def setup_logging(args):
+    """Log to --log-file (relative: inside the images dir, or --work-dir), or
+    to stderr. Returns the handler so the caller can log the last line."""
+    level = VERBOSITY_LEVELS.get(min(args.verbosity, 4), logging.DEBUG)
+    if args.log_file and args.log_file != "-":
+        base = args.work_dir or args.images_dir or "."
+        path = args.log_file if os.path.isabs(args.log_file) else os.path.join(base, args.log_file)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        handler = logging.FileHandler(path, mode="w")
+        if not args.verbosity_given:
+            level = min(level, logging.INFO)  # a log file is for reading later: say more
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CriuStyleFormatter())
+    handler.setLevel(level)
+    root = logging.getLogger("hiber")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    return handler
+
+
+def normalise_verbosity(argv):
+    """criu accepts -v4, -vvvv, -v and --verbosity=N; argparse wants one form."""
+    out, count, given = [], None, False
+    for arg in argv:
+        m = re.fullmatch(r"-v(\d)", arg)
+        if m:
+            count, given = int(m.group(1)), True
+        elif re.fullmatch(r"-v+", arg):
+            count, given = (count if count is not None else 2) + len(arg) - 1, True
+        else:
+            if arg.startswith("--verbosity"):
+                given = True
+            out.append(arg)
+    if count is not None:
+        out.append(f"--verbosity={count}")
+    return out, given
+
+
+def _add_common_options(p):
+    p.add_argument("--no-default-config", action="store_true",
+                   help="ignored: hiber reads no configuration files")
+    p.add_argument("--config", help="ignored: hiber reads no configuration files")
+    p.add_argument("-D", "--images-dir", required=True, help="image directory")
+    p.add_argument("-W", "--work-dir", help="where logs and stats go (default: images dir)")
+    p.add_argument("-o", "--log-file", help="log file; relative to the images dir")
+    p.add_argument("--verbosity", type=int, default=2, help="0 (silent) to 4 (debug)")
+    p.add_argument("-j", "--shell-job", action="store_true",
+                   help="the tree is a shell job: allow its terminal and foreign session")
+    p.add_argument("--allow-uprobes", action="store_true",
+                   help="allow [uprobes] mappings (see the docs: probes must stay active)")
+    p.add_argument("--pidfile", help="dump: ignored (criu compatibility); restore: write "
+                   "the restored root PID here")
+    p.add_argument("--log-pid", action="store_true", help="accepted for compatibility")
+    p.add_argument("--display-stats", action="store_true", help="print the dump statistics")
+    p.add_argument("--status-fd", type=int, help="accepted for compatibility")
+    # accepted; they only matter if hiber meets the state they concern, and
+    # hiber then fails on that state with its own message
+    for flag in ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap",
+                 "--evasive-devices", "--force-irmap", "--skip-mnt", "--enable-fs",
+                 "--enable-external-sharing", "--enable-external-masters", "--skip-in-flight",
+                 "--auto-dedup", "--unprivileged", "--tcp-skip-in-flight", "--mntns-compat-mode"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    for flag in ("--ext-unix-sk", "--manage-cgroups"):
+        p.add_argument(flag, nargs="?", const="", help=argparse.SUPPRESS)
+    for flag in ("--ghost-limit", "--cgroup-root", "--irmap-scan-path", "--external",
+                 "--ext-mount-map", "--network-lock", "--lsm-profile", "--cgroup-props",
+                 "--cgroup-props-file", "--cgroup-dump-controller", "--inherit-fd",
+                 "--freeze-cgroup", "--root", "--cpu-cap", "--action-script"):
+        p.add_argument(flag, action="append", help=argparse.SUPPRESS)
+    # these change what is produced, and hiber does not do them yet: refused
+    for flag in ("--page-server", "--lazy-pages", "--track-mem", "--stream"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    for flag in ("--prev-images-dir", "--address", "--port", "--ps-socket"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+
+
+def _refuse_unsupported_modes(args):
+    for name in ("page_server", "lazy_pages", "track_mem", "stream", "prev_images_dir"):
+        if getattr(args, name, None):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} is not supported by hiber yet")
+
+
+def cmd_dump(args):
+    from .dump import dump
+    _refuse_unsupported_modes(args)
+    os.makedirs(args.images_dir, exist_ok=True)
+    setup_logging(args)
+    log = logging.getLogger("hiber.cli")
+    try:
+        result = dump(args.tree, args.images_dir, leave_running=args.leave_running,
+                      shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
+                      leave_stopped=args.leave_stopped,
+                      fault=os.environ.get("HIBER_FAULT"))
+    except HiberError as e:
+        log.error("Dumping FAILED: %s", e)
+        raise
+    except OSError as e:
+        log.error("Dumping FAILED: %s", e)
+        raise HiberError(f"dump of PID {args.tree} failed: {e}") from None
+    log.info("Dumping finished successfully")
+    if args.display_stats:
+        print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
+              f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="hiber",
@@ -123,6 +257,18 @@ def build_parser():
     p.add_argument("-o", "--out", dest="output", help="image file (default: stdout)")
     p.set_defaults(func=cmd_encode)
 
+    p = sub.add_parser("dump", help="checkpoint a process tree (as criu dump)")
+    _add_common_options(p)
+    p.add_argument("-t", "--tree", type=int, required=True, help="root PID of the tree")
+    p.add_argument("-R", "--leave-running", action="store_true",
+                   help="let the tree run on after the dump (default: kill it)")
+    p.add_argument("-s", "--leave-stopped", action="store_true",
+                   help="leave the tree stopped after the dump")
+    p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
+    p.add_argument("--pre-dump-mode", choices=["splice", "read"],
+                   help="accepted for compatibility")
+    p.set_defaults(func=cmd_dump)
+
     p = sub.add_parser("show", help="summarise an image dir, or show one image file readably")
     p.add_argument("path", help="image directory or image file")
     p.set_defaults(func=cmd_show)
@@ -131,7 +277,9 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
+    argv, verbosity_given = normalise_verbosity(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.verbosity_given = verbosity_given
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 1

@@ -1,0 +1,240 @@
+"""The dump sequence: freeze -> check -> collect -> write -> kill or resume.
+
+Nothing is written before every process has been checked (uprobes,
+unsupported mappings and files), and a failure at any step lets the tree go
+exactly as it was: registers, signal masks and memory are only ever read,
+and every injected change is undone by RemoteTask's context manager.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from .errors import HiberError
+from .images.imagedir import ImageDir
+from .images.messages import classes
+from .inject.freeze import freeze_tree
+from .inject.remote import RemoteTask, find_syscall_instruction
+from .kernel import proc
+from .resources import core, files, memory, task
+
+log = logging.getLogger(__name__)
+
+PAGE_BUFFER_BYTES = 64 << 20
+
+
+@dataclass
+class DumpResult:
+    pids: list
+    threads: int
+    pages_written: int
+    images_dir: str
+    times: dict = field(default_factory=dict)  # seconds per phase
+
+
+@dataclass
+class ProcessImages:
+    """Everything collected for one process before anything is written."""
+    pid: int
+    ids: object = None
+    cores: dict = field(default_factory=dict)  # tid -> core_entry
+    mm: object = None
+    memory: object = None                      # resources.memory.MemoryDump
+    fdinfo: list = field(default_factory=list)
+    fs: object = None
+
+
+class _Clock:
+    def __init__(self):
+        self.marks = {}
+        self._start = {}
+
+    def start(self, name):
+        self._start[name] = time.perf_counter()
+
+    def stop(self, name):
+        self.marks[name] = time.perf_counter() - self._start[name]
+
+    def us(self, name):
+        return int(self.marks.get(name, 0) * 1e6)
+
+
+def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=False,
+         leave_stopped=False, fault=None):
+    """Checkpoint the tree rooted at ``pid`` into ``images_dir``.
+
+    By default the tree is killed once the images are complete (criu's
+    behaviour); ``leave_running`` resumes it instead.  ``fault`` names a
+    phase at which to fail on purpose (tests of the failure paths).
+    """
+    clock = _Clock()
+    images = ImageDir(images_dir, create=True)
+    log.info("Dumping the tree of PID %d into %s", pid, images.path)
+
+    clock.start("freezing")
+    tree = freeze_tree(pid)
+    clock.stop("freezing")
+    clock.start("frozen")
+    log.info("Frozen %d process(es), %d thread(s) in %.1f ms", len(tree.processes),
+             sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
+    try:
+        _inject_fault(fault, "frozen")
+        check_tree(tree, allow_uprobes)
+        file_table = files.FileTable()
+        ids = task.IdAllocator()
+        seccomp = task.SeccompFilters()
+        collected = [collect_process(tree, p, file_table, ids, seccomp, shell_job,
+                                     allow_uprobes, fault)
+                     for p in tree.processes.values()]
+        had_uprobes = any(c.memory.had_uprobes for c in collected)
+
+        _inject_fault(fault, "files")
+        clock.start("memdump")
+        pages_written = write_memory(images, collected, fault)
+        clock.stop("memdump")
+        clock.start("memwrite")
+        write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes)
+        clock.stop("memwrite")
+        _inject_fault(fault, "written")
+    except BaseException:
+        log.error("Dump failed; letting the tree run on as it was")
+        tree.thaw()
+        raise
+    clock.stop("frozen")
+    write_stats(images, clock, collected, pages_written)
+
+    if leave_running:
+        tree.thaw()
+        log.info("Dump finished; the tree runs on")
+    elif leave_stopped:
+        for pid_ in tree.processes:
+            os.kill(pid_, 19)
+        tree.thaw()
+        log.info("Dump finished; the tree is left stopped")
+    else:
+        tree.kill()
+        log.info("Dump finished; the tree was killed")
+    return DumpResult(list(tree.processes), sum(1 for _ in tree.all_threads()),
+                      pages_written, images.path,
+                      {k: round(v, 6) for k, v in clock.marks.items()})
+
+
+class InjectedFault(HiberError):
+    pass
+
+
+def _inject_fault(fault, phase):
+    if fault == phase:
+        raise InjectedFault(f"failure injected at phase '{phase}' (test)")
+
+
+def check_tree(tree, allow_uprobes):
+    """Refuse early what cannot be dumped, before touching anything."""
+    for p in tree.processes.values():
+        if p.zombie:
+            raise HiberError(f"PID {p.pid} is a zombie; dumping zombies is not supported yet")
+        for m in proc.maps(p.pid):
+            if m.path == "[uprobes]" and not allow_uprobes:
+                raise memory.UprobesFound(p.pid)
+
+
+def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_uprobes, fault):
+    pid = frozen.pid
+    out = ProcessImages(pid, ids=ids.ids(pid))
+    gadget = find_syscall_instruction(pid)
+
+    # 1. what only the task can tell: injected syscalls, undone on exit
+    with RemoteTask(pid, pid, gadget) as leader:
+        scratch = leader.scratch(4096)
+        brk = leader.syscall("brk", 0)
+        dumpable = leader.syscall("prctl", core.PR_GET_DUMPABLE)
+        thp_disabled = leader.syscall("prctl", core.PR_GET_THP_DISABLE)
+        umask = int(proc.status(pid)["Umask"], 8)
+        tc = core.task_core(pid, frozen, leader, scratch)
+        for tid in frozen.threads:
+            if tid == pid:
+                out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, seccomp, tc)
+            else:
+                with RemoteTask(pid, tid, gadget) as thread:
+                    out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch, seccomp)
+
+    # 2. memory layout and files, read from outside (the scratch page is gone)
+    _inject_fault(fault, "memory")
+    exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
+    out.memory = memory.MemoryDump(pid, file_table, allow_uprobes)
+    vmas = out.memory.collect_vmas()
+    out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
+    out.fdinfo = files.dump_fds(pid, file_table, shell_job)
+    out.fs = files.dump_fs(pid, file_table, umask)
+    return out
+
+
+def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
+    entry = classes["core_entry"](mtype=1)
+    entry.thread_info.CopyFrom(core.thread_info(tid, remote, scratch))
+    if tc is not None:
+        entry.tc.CopyFrom(tc)
+    thread = core.thread_core(pid, tid, remote, tc is not None, scratch)
+    index = seccomp.thread_filter(tid)
+    if index is not None:
+        thread.seccomp_filter = index
+    entry.thread_core.CopyFrom(thread)
+    return entry
+
+
+def write_memory(images, collected, fault):
+    """pagemap-PID.img and pages-N.img for every process."""
+    zero_pfn = memory.zero_page_pfn()
+    buffer = bytearray(PAGE_BUFFER_BYTES)
+    total = 0
+    for pages_id, c in enumerate(collected, start=1):
+        with images.pagemap_writer(c.pid, pages_id) as writer:
+            c.memory.write_pages(writer, zero_pfn, buffer)
+            if fault == "pages":
+                raise InjectedFault("failure injected at phase 'pages' (test)")
+        total += c.memory.pages_written
+        log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
+                 c.memory.pages_written, c.memory.pages_scanned, pages_id)
+    return total
+
+
+def write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes):
+    images.write("PSTREE", None, task.pstree_entries(tree))
+    for c in collected:
+        for tid, entry in c.cores.items():
+            images.write("CORE", tid, [entry])
+        images.write("IDS", c.pid, [c.ids])
+        images.write("MM", c.pid, [c.mm])
+        images.write("FS", c.pid, [c.fs])
+        images.write("FDINFO", c.ids.files_id, c.fdinfo)
+    images.write("FILES", None, file_table.entries)
+    pipe_data = file_table.pipe_data_entries()
+    if pipe_data:
+        images.write("PIPES_DATA", None, pipe_data)
+    images.write("SECCOMP", None, [seccomp.entry])
+    images.write("TIMENS", 0, [task.timens_entry()])
+    # the inventory last: a dir without it is recognisably incomplete
+    images.write("INVENTORY", None, [task.inventory(ids.root_ids, had_uprobes)])
+
+
+def write_stats(images, clock, collected, pages_written):
+    stats = classes["stats_entry"]()
+    d = stats.dump
+    d.freezing_time = clock.us("freezing")
+    d.frozen_time = clock.us("frozen")
+    d.memdump_time = clock.us("memdump")
+    d.memwrite_time = clock.us("memwrite")
+    d.pages_scanned = sum(c.memory.pages_scanned for c in collected)
+    d.pages_skipped_parent = 0
+    d.pages_written = pages_written
+    d.irmap_resolve = 0
+    d.pages_lazy = 0
+    d.page_pipes = 0
+    d.page_pipe_bufs = 0
+    d.shpages_scanned = 0
+    d.shpages_skipped_parent = 0
+    d.shpages_written = 0
+    images.write_stats("stats-dump", stats)
+
+

@@ -1,0 +1,179 @@
+"""Freeze and thaw a process tree with PTRACE_SEIZE + PTRACE_INTERRUPT.
+
+A process may fork or start threads while we freeze it, so we seize what we
+see, wait for the stops, and look again until a full pass finds nothing new.
+Once every thread of a process is in a ptrace stop it can create nothing
+more, so the loop ends.
+"""
+
+import errno
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+from ..errors import HiberError
+from ..kernel import proc
+from ..kernel import ptrace as pt
+
+log = logging.getLogger(__name__)
+
+
+class FreezeError(HiberError):
+    pass
+
+
+@dataclass
+class FrozenProcess:
+    pid: int
+    threads: list = field(default_factory=list)  # leader first
+    stopped: bool = False       # was in a job-control stop before we came
+    stop_signal: int = 0
+    zombie: bool = False
+
+
+@dataclass
+class FrozenTree:
+    root: int
+    processes: dict = field(default_factory=dict)  # pid -> FrozenProcess, pre-order
+    parents: dict = field(default_factory=dict)    # pid -> ppid inside the tree
+
+    def all_threads(self):
+        for p in self.processes.values():
+            yield from p.threads
+
+    def thaw(self):
+        """Let every task go: running ones run, stopped ones stay stopped."""
+        failures = []
+        for p in self.processes.values():
+            for tid in p.threads:
+                try:
+                    pt.detach(tid)
+                except OSError as e:
+                    if e.errno != errno.ESRCH:
+                        failures.append(f"{tid}: {e.strerror}")
+        if failures:
+            log.warning("could not detach from %s", ", ".join(failures))
+
+    def kill(self):
+        """SIGKILL every process of the tree (criu dump's default ending)."""
+        for pid in self.processes:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # the kill is delivered once the tracer lets go
+        self.thaw()
+
+
+def _wait_for_stop(tid):
+    """Wait until a freshly interrupted thread is in a ptrace stop.
+
+    A signal may be in the middle of delivery: let it be delivered (the
+    pending interrupt stops the thread right after) so no signal is lost.
+    Returns the stop signal of a group stop, or 0 for the interrupt stop.
+    """
+    while True:
+        kind, sig = pt.stop_kind(pt.wait(tid))
+        if kind in ("exited", "killed"):
+            return None
+        if kind == "event-stop":
+            return 0 if sig == signal.SIGTRAP else sig
+        pt.cont(tid, sig)
+
+
+def _seize_thread(tid):
+    try:
+        pt.seize(tid)
+    except OSError as e:
+        if e.errno == errno.ESRCH:
+            return False  # exited meanwhile
+        if e.errno == errno.EPERM:
+            raise FreezeError(f"cannot ptrace TID {tid}: permission denied "
+                              "(is it traced already, or another user's without privileges?)")
+        raise
+    pt.interrupt(tid)
+    return True
+
+
+def _freeze_process(tree, pid):
+    """Seize every thread of one process; returns False if it is gone."""
+    st = proc.stat(pid)
+    p = FrozenProcess(pid)
+    if st.state == "Z":
+        p.zombie = True
+        tree.processes[pid] = p
+        return True
+    p.stopped = st.state == "T"
+    seized = []
+    while True:
+        new = [t for t in proc.thread_ids(pid) if t not in seized]
+        if not new:
+            break
+        for tid in new:
+            if _seize_thread(tid):
+                seized.append(tid)
+        for tid in new:
+            if tid in seized:
+                sig = _wait_for_stop(tid)
+                if sig is None:
+                    seized.remove(tid)
+                elif sig:
+                    p.stop_signal = sig
+    # the leader first, as images list threads (spec §2.2)
+    p.threads = sorted(seized, key=lambda t: (t != pid, t))
+    if pid not in p.threads:
+        # a leader that exited while other threads run: its tid is gone
+        raise FreezeError(f"PID {pid}: the thread group leader has exited; "
+                          "hiber cannot dump such a process")
+    tree.processes[pid] = p
+    return True
+
+
+def freeze_tree(root):
+    """Freeze root and all its descendants. On failure, thaws what it froze."""
+    if not proc.exists(root):
+        raise proc.NoSuchProcess(root)
+    if root == os.getpid():
+        raise FreezeError("hiber cannot dump itself")
+    tree = FrozenTree(root)
+    try:
+        queue = [root]
+        while queue:
+            pid = queue.pop(0)
+            if pid in tree.processes:
+                continue
+            try:
+                _freeze_process(tree, pid)
+            except proc.NoSuchProcess:
+                if pid == root:
+                    raise
+                continue
+            kids = []
+            for tid in tree.processes[pid].threads or [pid]:
+                kids += proc.children(pid, tid)
+            for kid in sorted(set(kids)):
+                tree.parents[kid] = pid
+                queue.append(kid)
+        # pre-order: parents before children, as pstree.img wants them
+        tree.processes = _pre_order(tree)
+        return tree
+    except BaseException:
+        tree.thaw()
+        raise
+
+
+def _pre_order(tree):
+    ordered = {}
+    children = {}
+    for kid, parent in tree.parents.items():
+        children.setdefault(parent, []).append(kid)
+
+    def visit(pid):
+        if pid in tree.processes:
+            ordered[pid] = tree.processes[pid]
+            for kid in sorted(children.get(pid, [])):
+                visit(kid)
+
+    visit(tree.root)
+    return ordered

@@ -1,0 +1,272 @@
+"""Open files: files.img (every open-file object), fdinfo-N.img (fd tables),
+pipes-data.img, fs-PID.img (cwd, root, umask).
+
+One dispatch table maps an fd's kind to the function that describes it;
+a kind without an entry fails the dump with a message naming pid, fd, kind.
+"""
+
+import errno
+import fcntl
+import logging
+import os
+import stat as st
+
+from ..errors import HiberError
+from ..images.messages import classes
+from ..kernel import proc
+from ..kernel.sys import SPLICE_F_NONBLOCK, kcmp, KCMP_FILE, tee
+
+log = logging.getLogger(__name__)
+
+FileEntry = classes["file_entry"]
+FD_REG, FD_PIPE, FD_TTY = 1, 2, 11
+O_CLOEXEC = 0o2000000
+O_DIRECT = 0o40000
+O_ACCMODE = 3
+O_APPEND = 0o2000
+F_GETPIPE_SZ = 1032
+F_SETPIPE_SZ = 1031
+
+
+class UnsupportedFile(HiberError):
+    pass
+
+
+def _fown():
+    return classes["fown_entry"](uid=0, euid=0, signum=0, pid_type=0, pid=0)
+
+
+def _fown_of(fd):
+    """Owner of an open file (F_SETOWN/F_SETSIG), read through our duplicate."""
+    fown = _fown()
+    try:
+        signum = fcntl.fcntl(fd, 11)  # F_GETSIG
+        owner = fcntl.fcntl(fd, 9)    # F_GETOWN: >0 a pid, <0 a process group
+    except OSError:
+        return fown
+    fown.signum = signum
+    if owner:
+        fown.pid = abs(owner)
+        fown.pid_type = 2 if owner < 0 else 1  # F_OWNER_PGRP / F_OWNER_PID
+    return fown
+
+
+def build_id_words(path):
+    """The ELF GNU build-id packed into LE u32 words (spec §2.15), or None."""
+    try:
+        from elftools.elf.elffile import ELFFile
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return None
+            f.seek(0)
+            elf = ELFFile(f)
+            for section in elf.iter_sections():
+                if section.header.sh_type != "SHT_NOTE":
+                    continue
+                for note in section.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID":
+                        raw = bytes.fromhex(note["n_desc"])
+                        raw += b"\0" * (-len(raw) % 4)
+                        return [int.from_bytes(raw[i:i + 4], "little")
+                                for i in range(0, len(raw), 4)]
+    except Exception as e:  # a damaged ELF is not a reason to fail the dump
+        log.debug("no build-id for %s: %s", path, e)
+    return None
+
+
+class FileTable:
+    """Allocates file_entry ids (from 1, in dump order) and keeps the entries."""
+
+    def __init__(self):
+        self.entries = []           # file_entry messages, files.img order
+        self._mapped = {}           # (dev, ino, path) -> id
+        self._open = []             # (pid, fd, id) of open file descriptions seen
+        self._paths = {}            # (path, kind) -> id for cwd/root/exe
+        self.pipe_data = {}         # pipe inode -> (bytes, size)
+
+    def _next_id(self):
+        return len(self.entries) + 1
+
+    def _reg_entry(self, path, info, flags=0, pos=0, fown=None, size_check=True):
+        file_id = self._next_id()
+        reg = classes["reg_file_entry"](id=file_id, flags=flags, pos=pos,
+                                        fown=fown or _fown(), name=path)
+        if st.S_ISREG(info.st_mode) and size_check:
+            reg.size = info.st_size
+        reg.mode = info.st_mode
+        if st.S_ISREG(info.st_mode) and info.st_mode & 0o111:
+            words = build_id_words(path)
+            if words:
+                reg.build_id.extend(words)
+        self.entries.append(FileEntry(type=FD_REG, id=file_id, reg=reg))
+        return file_id
+
+    def mapped_file(self, pid, link, path, info):
+        """A file that is only mapped (or is the exe): one entry per file."""
+        key = (info.st_dev, info.st_ino, path)
+        if key not in self._mapped:
+            self._mapped[key] = self._reg_entry(path, info)
+        return self._mapped[key]
+
+    def path_entry(self, pid, link, kind):
+        """exe, cwd or root: a REG entry with flags 0 (spec §2.15)."""
+        path = os.readlink(link)
+        if path.endswith(" (deleted)"):
+            raise UnsupportedFile(f"PID {pid}: its {kind} {path} has been deleted; "
+                                  "hiber cannot dump deleted files yet")
+        info = os.stat(link)
+        if kind == "exe":
+            return self.mapped_file(pid, link, path, info)
+        return self._reg_entry(path, info)
+
+    def _same_open_file(self, pid, fd):
+        for other_pid, other_fd, file_id in self._open:
+            try:
+                if kcmp(pid, other_pid, KCMP_FILE, fd, other_fd) == 0:
+                    return file_id
+            except OSError:
+                continue
+        return None
+
+    # ---- fd kinds ------------------------------------------------------
+
+    def describe_fd(self, pid, fd, shell_job):
+        """Return (file id, fd type) for one fd of a frozen process."""
+        shared = self._same_open_file(pid, fd)
+        link = proc.fd_link(pid, fd)
+        info_text = proc.fdinfo(pid, fd)
+        if shared is not None:
+            kind = self.entries[shared - 1].type
+            return shared, kind
+        flags = int(info_text["flags"], 8)
+        pos = int(info_text["pos"])
+        fd_path = f"/proc/{pid}/fd/{fd}"
+        try:
+            info = os.stat(fd_path)
+        except OSError as e:
+            raise UnsupportedFile(f"PID {pid} fd {fd} ({link}): cannot stat: "
+                                  f"{e.strerror}") from None
+        mode = info.st_mode
+        if link.startswith("pipe:"):
+            file_id, kind = self._pipe(pid, fd, fd_path, flags, info), FD_PIPE
+        elif st.S_ISFIFO(mode):
+            raise UnsupportedFile(f"PID {pid} fd {fd} is a named FIFO ({link}): "
+                                  "not supported yet")
+        elif st.S_ISCHR(mode) and _is_tty(info):
+            if not shell_job:
+                raise UnsupportedFile(f"PID {pid} fd {fd} is a terminal ({link}): run the "
+                                      "dump with --shell-job (-j) to dump it as a shell job")
+            file_id, kind = self._reg_fd(pid, fd, link, info, flags, pos), FD_REG
+        elif st.S_ISREG(mode) or st.S_ISDIR(mode) or st.S_ISCHR(mode) or st.S_ISBLK(mode):
+            if link.endswith(" (deleted)"):
+                raise UnsupportedFile(f"PID {pid} fd {fd} is a deleted file ({link}): "
+                                      "hiber cannot dump deleted files yet")
+            if not link.startswith("/"):
+                raise UnsupportedFile(f"PID {pid} fd {fd} is {link}: not supported yet")
+            file_id, kind = self._reg_fd(pid, fd, link, info, flags, pos), FD_REG
+        else:
+            what = link.split(":")[0] if ":" in link else link
+            raise UnsupportedFile(f"PID {pid} fd {fd} is a {what} ({link}): hiber cannot "
+                                  "dump this kind of file yet")
+        self._open.append((pid, fd, file_id))
+        return file_id, kind
+
+    def _reg_fd(self, pid, fd, link, info, flags, pos):
+        status_flags = flags & ~O_CLOEXEC
+        # O_WRONLY|O_APPEND files may grow under us: CRIU skips their size check
+        size_check = not (status_flags & O_ACCMODE == 1 and status_flags & O_APPEND)
+        with _borrow_fd(pid, fd) as our_fd:
+            fown = _fown_of(our_fd)
+        return self._reg_entry(link, info, status_flags, pos, fown, size_check)
+
+    def _pipe(self, pid, fd, fd_path, flags, info):
+        file_id = self._next_id()
+        pipe_id = info.st_ino
+        with _borrow_fd(pid, fd) as our_fd:
+            fown = _fown_of(our_fd)
+        entry = classes["pipe_entry"](id=file_id, pipe_id=pipe_id,
+                                      flags=flags & ~(O_CLOEXEC | O_DIRECT), fown=fown)
+        self.entries.append(FileEntry(type=FD_PIPE, id=file_id, pipe=entry))
+        if pipe_id not in self.pipe_data:
+            self.pipe_data[pipe_id] = peek_pipe(fd_path)
+        return file_id
+
+    def pipe_data_entries(self):
+        out = []
+        for pipe_id, (data, size) in self.pipe_data.items():
+            out.append((classes["pipe_data_entry"](pipe_id=pipe_id, bytes=len(data),
+                                                   size=size), data))
+        return out
+
+
+def _is_tty(info):
+    major = os.major(info.st_rdev)
+    # 4: virtual consoles and ttyS, 5: /dev/tty and ptmx, 136-143: /dev/pts/*
+    return major in (4, 5) or 136 <= major <= 143
+
+
+class _borrow_fd:
+    """Duplicate a frozen process's fd into hiber for the time of a with block."""
+
+    def __init__(self, pid, fd):
+        self.pid, self.fd, self.ours = pid, fd, None
+
+    def __enter__(self):
+        from ..kernel.sys import pidfd_getfd, pidfd_open
+        pidfd = pidfd_open(self.pid)
+        try:
+            self.ours = pidfd_getfd(pidfd, self.fd)
+        finally:
+            os.close(pidfd)
+        return self.ours
+
+    def __exit__(self, *exc):
+        os.close(self.ours)
+
+
+def peek_pipe(fd_path):
+    """(queued bytes, capacity) of a pipe, without consuming the data.
+
+    Opening /proc/PID/fd/N of a pipe read-only gives a new read end of the
+    same pipe whichever end N is; tee() copies the queued data into a pipe
+    of ours without taking it out of the original (spec §2.16).
+    """
+    src = os.open(fd_path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        size = fcntl.fcntl(src, F_GETPIPE_SZ)
+        r, w = os.pipe2(os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(w, F_SETPIPE_SZ, size)
+            chunks = []
+            try:
+                n = tee(src, w, size, SPLICE_F_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.EAGAIN:  # EAGAIN: the pipe is empty
+                    raise
+                n = 0
+            while n > 0:
+                chunk = os.read(r, n)
+                chunks.append(chunk)
+                n -= len(chunk)
+            return b"".join(chunks), size
+        finally:
+            os.close(r)
+            os.close(w)
+    finally:
+        os.close(src)
+
+
+def dump_fds(pid, table, shell_job):
+    """fdinfo entries of one process, ascending fd."""
+    out = []
+    for fd in proc.fds(pid):
+        file_id, kind = table.describe_fd(pid, fd, shell_job)
+        fd_flags = 1 if int(proc.fdinfo(pid, fd)["flags"], 8) & O_CLOEXEC else 0
+        out.append(classes["fdinfo_entry"](id=file_id, flags=fd_flags, type=kind, fd=fd))
+    return out
+
+
+def dump_fs(pid, table, umask):
+    cwd = table.path_entry(pid, f"/proc/{pid}/cwd", "cwd")
+    root = table.path_entry(pid, f"/proc/{pid}/root", "root")
+    return classes["fs_entry"](cwd_id=cwd, root_id=root, umask=umask)

@@ -1,0 +1,293 @@
+"""Memory: VMAs (mm-PID.img), private pages (pagemap-PID.img + pages-N.img).
+
+Classification follows CRIU's parse_smaps/handle_vma (spec §3.1-3.3); the
+pages taken follow mem.c (spec §1.8): present or swapped pages of private
+VMAs, only the COWed ones of private file mappings, all of the vdso, never
+vvar/vsyscall, never the shared zero page.
+"""
+
+import array
+import logging
+import mmap
+import os
+import stat as st
+
+from ..errors import HiberError
+from ..images import vma as V
+from ..images.messages import classes
+from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
+from ..kernel import proc
+from ..kernel.sys import IOV_MAX, address_of, process_vm_readv
+
+log = logging.getLogger(__name__)
+
+VmaEntry = classes["vma_entry"]
+
+PM_PRESENT = 1 << 63
+PM_SWAPPED = 1 << 62
+PM_FILE = 1 << 61  # file page or shared anonymous page
+PM_PFN_MASK = (1 << 55) - 1
+
+# VmFlags two-letter codes (proc(5)) -> madvise advice number (spec §2.13)
+MADV_BITS = {"rr": 1, "sr": 2, "dc": 10, "mg": 12, "hg": 14, "nh": 15, "dd": 16, "wf": 18}
+# VmFlags -> mmap flags kept in vma_entry.flags
+MAP_FLAG_BITS = {"gd": V.MAP_GROWSDOWN, "lo": V.MAP_LOCKED, "nr": V.MAP_NORESERVE,
+                 "ht": V.MAP_HUGETLB}
+
+
+class UnsupportedMapping(HiberError):
+    pass
+
+
+class UprobesFound(HiberError):
+    def __init__(self, pid):
+        self.pid = pid
+        super().__init__(f"PID {pid} has a [uprobes] mapping: check which uprobes are "
+                         "attached to it and re-run with --allow-uprobes")
+
+
+def zero_page_pfn():
+    """PFN of the kernel's shared zero page: reading untouched anonymous
+    memory maps it; CRIU never dumps such pages."""
+    page = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        _ = page[0]  # a read fault maps the zero page
+        address = address_of(page)
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(address // PAGE_SIZE * 8)
+            entry = int.from_bytes(f.read(8), "little")
+        return entry & PM_PFN_MASK if entry & PM_PRESENT else None
+    finally:
+        page.close()
+
+
+def _link_open_mode(pid, m):
+    """O_RDONLY/O_WRONLY/O_RDWR from the map_files link's mode (spec §2.13)."""
+    try:
+        mode = os.lstat(proc.map_file_path(pid, m.start, m.end)).st_mode
+    except FileNotFoundError:
+        return None
+    readable, writable = mode & st.S_IRUSR, mode & st.S_IWUSR
+    return 2 if readable and writable else 1 if writable else 0
+
+
+class MemoryDump:
+    """Collects the VMAs of one process and writes its pages."""
+
+    def __init__(self, pid, files, allow_uprobes=False):
+        self.pid = pid
+        self.files = files              # resources.files.FileTable
+        self.allow_uprobes = allow_uprobes
+        self.vmas = []                  # vma_entry messages, image order
+        self.had_uprobes = False
+        self.pages_scanned = 0
+        self.pages_written = 0
+
+    # ---- VMAs ---------------------------------------------------------
+
+    def collect_vmas(self):
+        mappings = proc.smaps(self.pid)
+        for m in mappings:
+            entry = self._vma_entry(m)
+            if entry is None:
+                continue
+            previous = self.vmas[-1] if self.vmas else None
+            if (entry.status & V.VMA_AREA_VVAR and previous is not None
+                    and previous.status & V.VMA_AREA_VVAR):
+                # [vvar] + [vvar_vclock] become one entry (spec §3.3)
+                if previous.end != entry.start:
+                    raise UnsupportedMapping(f"PID {self.pid}: two vvar areas that are "
+                                             "not adjacent")
+                previous.end = entry.end
+                continue
+            self.vmas.append(entry)
+        return self.vmas
+
+    def _vma_entry(self, m):
+        e = VmaEntry(start=m.start, end=m.end, pgoff=0, shmid=0, prot=m.prot, flags=0,
+                     status=0, fd=-1)
+        madv = sum(1 << bit for code, bit in MADV_BITS.items() if code in m.vmflags)
+        if madv:
+            e.madv = madv
+        extra_flags = sum(bit for code, bit in MAP_FLAG_BITS.items() if code in m.vmflags)
+        special = m.path if m.path.startswith("[") and m.inode == 0 else None
+
+        if special == "[uprobes]":
+            if not self.allow_uprobes:
+                raise UprobesFound(self.pid)
+            self.had_uprobes = True
+            return None
+        if special in ("[vsyscall]", "[vectors]"):
+            e.status = V.VMA_AREA_VSYSCALL | V.VMA_ANON_PRIVATE
+            e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS
+            return e
+        io_mapping = "io" in m.vmflags or "pf" in m.vmflags
+        if special in ("[vvar]", "[vvar_vclock]"):
+            e.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE | V.VMA_AREA_VVAR
+            e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS
+            return e
+        if m.inode != 0 or (m.path.startswith("/") and not special):
+            return self._file_vma(e, m, extra_flags, io_mapping)
+        if io_mapping:
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
+                                     f"{m.path or '(anonymous)'} is device/IO memory "
+                                     "(VM_IO/VM_PFNMAP), which hiber cannot dump")
+        if m.shared:
+            raise UnsupportedMapping(f"PID {self.pid}: shared anonymous mapping "
+                                     f"{m.start:x}-{m.end:x} is not supported yet")
+        e.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE
+        if special == "[vdso]" and m.prot & 5 == 5:
+            e.status |= V.VMA_AREA_VDSO
+        elif special == "[heap]":
+            e.status |= V.VMA_AREA_HEAP
+        e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS | extra_flags
+        return e
+
+    def _file_vma(self, e, m, extra_flags, io_mapping):
+        link = proc.map_file_path(self.pid, m.start, m.end)
+        if m.path.startswith(("/dev/zero", "/SYSV", "/memfd:")) or "(deleted)" in m.path:
+            kind = "shared anonymous memory / memfd / deleted file"
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
+                                     f"({m.path}) is {kind}, not supported yet")
+        try:
+            info = os.stat(link)
+        except FileNotFoundError:
+            raise UnsupportedMapping(f"PID {self.pid}: cannot open the file behind mapping "
+                                     f"{m.start:x}-{m.end:x} ({m.path})") from None
+        if st.S_ISSOCK(info.st_mode) or st.S_ISCHR(info.st_mode) and io_mapping:
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
+                                     f"({m.path}) is a device or socket mapping, which "
+                                     "hiber cannot dump")
+        if io_mapping and not m.shared:
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
+                                     f"({m.path}) is device/IO memory")
+        mode = _link_open_mode(self.pid, m)
+        e.shmid = self.files.mapped_file(self.pid, link, m.path, info)
+        e.pgoff = m.offset
+        if mode is not None:
+            e.fdflags = mode
+        if m.shared:
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_SHARED
+            e.flags = V.MAP_SHARED | extra_flags
+        else:
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_PRIVATE
+            e.flags = V.MAP_PRIVATE | extra_flags
+        return e
+
+    # ---- pages ----------------------------------------------------------
+
+    def page_runs(self, zero_pfn):
+        """Yield (vaddr, nr_pages, flags) of the pages to dump, ascending."""
+        with open(f"/proc/{self.pid}/pagemap", "rb", buffering=0) as pagemap:
+            for v in self.vmas:
+                if not V.is_private(v) or v.status & (V.VMA_AREA_VVAR | V.VMA_AREA_GUARD):
+                    continue
+                if v.flags & V.MAP_DROPPABLE:
+                    continue
+                yield from self._vma_page_runs(pagemap, v, zero_pfn)
+
+    def _vma_page_runs(self, pagemap, v, zero_pfn):
+        npages = (v.end - v.start) // PAGE_SIZE
+        self.pages_scanned += npages
+        lazy = (v.flags & V.MAP_ANONYMOUS and not v.flags & (V.MAP_LOCKED | V.MAP_HUGETLB)
+                and not v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_VSYSCALL))
+        flags = PE_PRESENT | (PE_LAZY if lazy else 0)
+        if v.status & V.VMA_AREA_VDSO:
+            # the vdso is taken whole, whatever its pages' state (spec §1.8)
+            yield v.start, npages, flags
+            return
+        pagemap.seek(v.start // PAGE_SIZE * 8)
+        words = array.array("Q")
+        words.frombytes(pagemap.read(npages * 8))
+        file_backed = bool(v.status & V.VMA_FILE_PRIVATE)
+        run_start = None
+        for i, w in enumerate(words):
+            take = False
+            if w & PM_PRESENT:
+                if not (file_backed and w & PM_FILE):
+                    take = zero_pfn is None or (w & PM_PFN_MASK) != zero_pfn
+            elif w & PM_SWAPPED:
+                take = True
+            if take:
+                if run_start is None:
+                    run_start = i
+            elif run_start is not None:
+                yield v.start + run_start * PAGE_SIZE, i - run_start, flags
+                run_start = None
+        if run_start is not None:
+            yield v.start + run_start * PAGE_SIZE, npages - run_start, flags
+
+    def write_pages(self, writer, zero_pfn, buffer, progress=None):
+        """Copy the pages into the pages file through ``buffer`` (a bytearray)."""
+        batch = []          # (vaddr, nr_pages, flags)
+        batch_bytes = 0
+        mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)
+        try:
+            for vaddr, nr_pages, flags in self.page_runs(zero_pfn):
+                # split runs larger than the buffer
+                while nr_pages:
+                    take = min(nr_pages, (len(buffer) - batch_bytes) // PAGE_SIZE)
+                    if take == 0 or len(batch) == IOV_MAX:
+                        self._flush(batch, writer, buffer, mem, progress)
+                        batch, batch_bytes = [], 0
+                        continue
+                    batch.append((vaddr, take, flags))
+                    batch_bytes += take * PAGE_SIZE
+                    vaddr += take * PAGE_SIZE
+                    nr_pages -= take
+            self._flush(batch, writer, buffer, mem, progress)
+        finally:
+            mem.close()
+
+    def _flush(self, batch, writer, buffer, mem, progress):
+        if not batch:
+            return
+        base = address_of(buffer)
+        total = sum(n for _, n, _ in batch) * PAGE_SIZE
+        local, remote, offset = [], [], 0
+        for vaddr, n, _ in batch:
+            local.append((base + offset, n * PAGE_SIZE))
+            remote.append((vaddr, n * PAGE_SIZE))
+            offset += n * PAGE_SIZE
+        try:
+            done = process_vm_readv(self.pid, local, remote)
+        except OSError:
+            done = 0
+        if done < total:
+            # PROT_NONE and other pages process_vm_readv refuses: /proc/PID/mem
+            # reads them (kernel-facts); continue from where the fast path stopped
+            view = memoryview(buffer)
+            offset = 0
+            for vaddr, n, _ in batch:
+                size = n * PAGE_SIZE
+                if offset + size > done:
+                    skip = max(0, done - offset)
+                    got = os.preadv(mem.fileno(), [view[offset + skip:offset + size]],
+                                    vaddr + skip)
+                    if got != size - skip:
+                        raise HiberError(f"PID {self.pid}: cannot read memory at "
+                                         f"0x{vaddr + skip:x}")
+                offset += size
+        write_all(writer.pages_file.fileno(), memoryview(buffer)[:total])
+        for vaddr, n, flags in batch:
+            writer.add(vaddr, n, flags)
+        self.pages_written += total // PAGE_SIZE
+        if progress:
+            progress(total // PAGE_SIZE)
+
+
+def fill_mm_entry(pid, vmas, exe_file_id, brk, dumpable, thp_disabled):
+    s = proc.stat(pid)
+    f = s.field
+    return classes["mm_entry"](
+        mm_start_code=int(f(26)), mm_end_code=int(f(27)), mm_start_data=int(f(45)),
+        mm_end_data=int(f(46)), mm_start_stack=int(f(28)), mm_start_brk=int(f(47)),
+        mm_brk=brk, mm_arg_start=int(f(48)), mm_arg_end=int(f(49)),
+        mm_env_start=int(f(50)), mm_env_end=int(f(51)), exe_file_id=exe_file_id,
+        mm_saved_auxv=proc.auxv(pid), vmas=vmas, dumpable=dumpable,
+        thp_disabled=bool(thp_disabled))
+
+
+def write_all(fd, view):
+    while view:
+        view = view[os.write(fd, view):]

@@ -43,6 +43,7 @@ class ProcessImages:
     memory: object = None                      # resources.memory.MemoryDump
     fdinfo: list = field(default_factory=list)
     fs: object = None
+    pages_id: int = 0
 
 
 class _Clock:
@@ -78,20 +79,27 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
     clock.start("frozen")
     log.info("Frozen %d process(es), %d thread(s) in %.1f ms", len(tree.processes),
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
+    file_table = files.FileTable()
+    ids = task.IdAllocator()
+    seccomp = task.SeccompFilters()
     try:
         _inject_fault(fault, "frozen")
         check_tree(tree, allow_uprobes)
-        file_table = files.FileTable()
-        ids = task.IdAllocator()
-        seccomp = task.SeccompFilters()
-        collected = [collect_process(tree, p, file_table, ids, seccomp, shell_job,
-                                     allow_uprobes, fault)
-                     for p in tree.processes.values()]
+        collected = []
+        next_pages_id = 1
+        for p in tree.processes.values():
+            c = collect_process(tree, p, file_table, ids, seccomp, shell_job,
+                                allow_uprobes, fault)
+            # CRIU numbers a process's shared objects before its own pages (§1.7)
+            next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
+            c.pages_id = next_pages_id
+            next_pages_id += 1
+            collected.append(c)
         had_uprobes = any(c.memory.had_uprobes for c in collected)
 
         _inject_fault(fault, "files")
         clock.start("memdump")
-        pages_written = write_memory(images, collected, fault)
+        pages_written = write_memory(images, collected, file_table.shmem, fault)
         clock.stop("memdump")
         clock.start("memwrite")
         write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes)
@@ -101,8 +109,10 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
         log.error("Dump failed; letting the tree run on as it was")
         tree.thaw()
         raise
+    finally:
+        file_table.shmem.close()
     clock.stop("frozen")
-    write_stats(images, clock, collected, pages_written)
+    write_stats(images, clock, collected, pages_written, file_table.shmem)
 
     if leave_running:
         tree.thaw()
@@ -164,6 +174,7 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
     exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
     out.memory = memory.MemoryDump(pid, file_table, allow_uprobes)
     vmas = out.memory.collect_vmas()
+    out.memory.collect_guards()
     out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
     out.fdinfo = files.dump_fds(pid, file_table, shell_job)
     out.fs = files.dump_fs(pid, file_table, umask)
@@ -183,12 +194,14 @@ def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
     return entry
 
 
-def write_memory(images, collected, fault):
-    """pagemap-PID.img and pages-N.img for every process."""
+def write_memory(images, collected, shared, fault):
+    """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
     zero_pfn = memory.zero_page_pfn()
     buffer = bytearray(PAGE_BUFFER_BYTES)
+    shared.write(images, buffer)
     total = 0
-    for pages_id, c in enumerate(collected, start=1):
+    for c in collected:
+        pages_id = c.pages_id
         with images.pagemap_writer(c.pid, pages_id) as writer:
             c.memory.write_pages(writer, zero_pfn, buffer)
             if fault == "pages":
@@ -209,16 +222,18 @@ def write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes)
         images.write("FS", c.pid, [c.fs])
         images.write("FDINFO", c.ids.files_id, c.fdinfo)
     images.write("FILES", None, file_table.entries)
-    pipe_data = file_table.pipe_data_entries()
-    if pipe_data:
-        images.write("PIPES_DATA", None, pipe_data)
+    # global images exist only when they have entries (spec §1.7)
+    for type_name, entries in (("PIPES_DATA", file_table.pipe_data_entries()),
+                               ("FIFO_DATA", file_table.fifo_data_entries())):
+        if entries:
+            images.write(type_name, None, entries)
     images.write("SECCOMP", None, [seccomp.entry])
     images.write("TIMENS", 0, [task.timens_entry()])
     # the inventory last: a dir without it is recognisably incomplete
     images.write("INVENTORY", None, [task.inventory(ids.root_ids, had_uprobes)])
 
 
-def write_stats(images, clock, collected, pages_written):
+def write_stats(images, clock, collected, pages_written, shared):
     stats = classes["stats_entry"]()
     d = stats.dump
     d.freezing_time = clock.us("freezing")
@@ -232,9 +247,9 @@ def write_stats(images, clock, collected, pages_written):
     d.pages_lazy = 0
     d.page_pipes = 0
     d.page_pipe_bufs = 0
-    d.shpages_scanned = 0
+    d.shpages_scanned = shared.pages_scanned
     d.shpages_skipped_parent = 0
-    d.shpages_written = 0
+    d.shpages_written = shared.pages_written
     images.write_stats("stats-dump", stats)
 
 

@@ -15,11 +15,12 @@ from ..errors import HiberError
 from ..images.messages import classes
 from ..kernel import proc
 from ..kernel.sys import SPLICE_F_NONBLOCK, kcmp, KCMP_FILE, tee
+from . import shmem
 
 log = logging.getLogger(__name__)
 
 FileEntry = classes["file_entry"]
-FD_REG, FD_PIPE, FD_TTY = 1, 2, 11
+FD_REG, FD_PIPE, FD_FIFO, FD_TTY, FD_MEMFD = 1, 2, 3, 11, 18
 O_CLOEXEC = 0o2000000
 O_DIRECT = 0o40000
 O_ACCMODE = 3
@@ -83,6 +84,8 @@ class FileTable:
         self._open = []             # (pid, fd, id) of open file descriptions seen
         self._paths = {}            # (path, kind) -> id for cwd/root/exe
         self.pipe_data = {}         # pipe inode -> (bytes, size)
+        self.fifo_data = {}         # fifo inode -> (bytes, size)
+        self.shmem = shmem.SharedObjects(self)
 
     def _next_id(self):
         return len(self.entries) + 1
@@ -150,8 +153,11 @@ class FileTable:
         if link.startswith("pipe:"):
             file_id, kind = self._pipe(pid, fd, fd_path, flags, info), FD_PIPE
         elif st.S_ISFIFO(mode):
-            raise UnsupportedFile(f"PID {pid} fd {fd} is a named FIFO ({link}): "
-                                  "not supported yet")
+            file_id, kind = self._fifo(pid, fd, link, fd_path, flags, info), FD_FIFO
+        elif shmem.is_shmem_path(link):
+            with _borrow_fd(pid, fd) as our_fd:
+                fown = _fown_of(our_fd)
+            file_id, kind = self.shmem.fd(link, fd_path, flags, pos, fown), FD_MEMFD
         elif st.S_ISCHR(mode) and _is_tty(info):
             if not shell_job:
                 raise UnsupportedFile(f"PID {pid} fd {fd} is a terminal ({link}): run the "
@@ -191,12 +197,30 @@ class FileTable:
             self.pipe_data[pipe_id] = peek_pipe(fd_path)
         return file_id
 
+    def _fifo(self, pid, fd, link, fd_path, flags, info):
+        """A named FIFO: a REG entry for its path, a FIFO entry pointing to
+        it, and its queued data in fifo-data.img."""
+        if link.endswith(" (deleted)"):
+            raise UnsupportedFile(f"PID {pid} fd {fd} is a deleted FIFO ({link}): "
+                                  "not supported yet")
+        regf_id = self._reg_entry(link, info, flags & ~O_CLOEXEC, 0, _fown(), False)
+        file_id = self._next_id()
+        fifo = classes["fifo_entry"](id=file_id, pipe_id=info.st_ino, regf_id=regf_id)
+        self.entries.append(FileEntry(type=FD_FIFO, id=file_id, fifo=fifo))
+        if info.st_ino not in self.fifo_data:
+            self.fifo_data[info.st_ino] = peek_pipe(fd_path)
+        return file_id
+
+    @staticmethod
+    def _data_entries(queued):
+        return [(classes["pipe_data_entry"](pipe_id=pipe_id, bytes=len(data), size=size), data)
+                for pipe_id, (data, size) in queued.items()]
+
     def pipe_data_entries(self):
-        out = []
-        for pipe_id, (data, size) in self.pipe_data.items():
-            out.append((classes["pipe_data_entry"](pipe_id=pipe_id, bytes=len(data),
-                                                   size=size), data))
-        return out
+        return self._data_entries(self.pipe_data)
+
+    def fifo_data_entries(self):
+        return self._data_entries(self.fifo_data)
 
 
 def _is_tty(info):

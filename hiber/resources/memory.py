@@ -16,8 +16,9 @@ from ..errors import HiberError
 from ..images import vma as V
 from ..images.messages import classes
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
-from ..kernel import proc
+from ..kernel import pagescan, proc
 from ..kernel.sys import IOV_MAX, address_of, process_vm_readv
+from . import shmem
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class MemoryDump:
         self.had_uprobes = False
         self.pages_scanned = 0
         self.pages_written = 0
+        self._scan_works = True
 
     # ---- VMAs ---------------------------------------------------------
 
@@ -145,10 +147,16 @@ class MemoryDump:
 
     def _file_vma(self, e, m, extra_flags, io_mapping):
         link = proc.map_file_path(self.pid, m.start, m.end)
-        if m.path.startswith(("/dev/zero", "/SYSV", "/memfd:")) or "(deleted)" in m.path:
-            kind = "shared anonymous memory / memfd / deleted file"
-            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
-                                     f"({m.path}) is {kind}, not supported yet")
+        if shmem.is_shmem_path(m.path):
+            return self._shmem_vma(e, m, link, extra_flags)
+        if m.path.startswith("/SYSV"):
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is SysV "
+                                     "shared memory, which needs the IPC namespace dumped; "
+                                     "not supported yet")
+        if m.path.endswith(" (deleted)"):
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} maps the "
+                                     f"deleted file {m.path[:-10]}; hiber cannot dump deleted "
+                                     "files yet")
         try:
             info = os.stat(link)
         except FileNotFoundError:
@@ -174,7 +182,42 @@ class MemoryDump:
             e.flags = V.MAP_PRIVATE | extra_flags
         return e
 
+    def _shmem_vma(self, e, m, link, extra_flags):
+        """Shared anonymous memory or a memfd: the memfd path (spec §3.2)."""
+        if "ht" in m.vmflags:
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
+                                     "hugetlb shared memory, not supported yet")
+        e.shmid = self.files.shmem.mapping(m.path, link, classes["fown_entry"](
+            uid=0, euid=0, signum=0, pid_type=0, pid=0))
+        e.pgoff = m.offset
+        mode = _link_open_mode(self.pid, m)
+        if mode is not None:
+            e.fdflags = mode
+        if m.shared:
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_SHARED | V.VMA_AREA_MEMFD
+            e.flags = V.MAP_SHARED | extra_flags
+        else:
+            # its COWed pages go to the task's pagemap as for any private file
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_PRIVATE | V.VMA_AREA_MEMFD
+            e.flags = V.MAP_PRIVATE | extra_flags
+        return e
+
     # ---- pages ----------------------------------------------------------
+
+    def collect_guards(self):
+        """MADV_GUARD_INSTALL ranges as pseudo-VMAs, appended after the real
+        ones (spec §3.3). Kernels without PAGE_IS_GUARD have none to find."""
+        fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY)
+        try:
+            for start, end, _ in pagescan.scan(fd, 0, V.TASK_SIZE,
+                                               required=pagescan.PAGE_IS_GUARD,
+                                               report=pagescan.PAGE_IS_GUARD):
+                self.vmas.append(VmaEntry(start=start, end=end, pgoff=0, shmid=0, prot=0,
+                                          flags=0, status=V.VMA_AREA_GUARD, fd=-1))
+        except pagescan.ScanUnsupported:
+            log.debug("PAGEMAP_SCAN cannot report guard regions here")
+        finally:
+            os.close(fd)
 
     def page_runs(self, zero_pfn):
         """Yield (vaddr, nr_pages, flags) of the pages to dump, ascending."""
@@ -184,18 +227,41 @@ class MemoryDump:
                     continue
                 if v.flags & V.MAP_DROPPABLE:
                     continue
-                yield from self._vma_page_runs(pagemap, v, zero_pfn)
+                npages = (v.end - v.start) // PAGE_SIZE
+                self.pages_scanned += npages
+                lazy = (v.flags & V.MAP_ANONYMOUS
+                        and not v.flags & (V.MAP_LOCKED | V.MAP_HUGETLB)
+                        and not v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_VSYSCALL))
+                flags = PE_PRESENT | (PE_LAZY if lazy else 0)
+                if v.status & V.VMA_AREA_VDSO:
+                    # the vdso is taken whole, whatever its pages' state (spec §1.8)
+                    yield v.start, npages, flags
+                    continue
+                for start, count in self._taken_pages(pagemap, v, zero_pfn):
+                    yield start, count, flags
 
-    def _vma_page_runs(self, pagemap, v, zero_pfn):
+    def _taken_pages(self, pagemap, v, zero_pfn):
+        """Runs (start, nr_pages) of pages present or swapped, not the zero
+        page, not a guard marker, and for private file mappings only the
+        COWed (anonymous) ones."""
+        forbidden = pagescan.PAGE_IS_PFNZERO | pagescan.PAGE_IS_GUARD
+        if v.status & V.VMA_FILE_PRIVATE:
+            forbidden |= pagescan.PAGE_IS_FILE
+        if self._scan_works:
+            try:
+                runs = list(pagescan.scan(
+                    pagemap.fileno(), v.start, v.end, forbidden=forbidden,
+                    anyof=pagescan.PAGE_IS_PRESENT | pagescan.PAGE_IS_SWAPPED))
+                return [(start, (end - start) // PAGE_SIZE) for start, end, _ in runs]
+            except pagescan.ScanUnsupported:
+                self._scan_works = False
+        return list(self._taken_pages_slowly(pagemap, v, zero_pfn))
+
+    @staticmethod
+    def _taken_pages_slowly(pagemap, v, zero_pfn):
+        """The same selection from the raw pagemap words, for kernels
+        without PAGEMAP_SCAN."""
         npages = (v.end - v.start) // PAGE_SIZE
-        self.pages_scanned += npages
-        lazy = (v.flags & V.MAP_ANONYMOUS and not v.flags & (V.MAP_LOCKED | V.MAP_HUGETLB)
-                and not v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_VSYSCALL))
-        flags = PE_PRESENT | (PE_LAZY if lazy else 0)
-        if v.status & V.VMA_AREA_VDSO:
-            # the vdso is taken whole, whatever its pages' state (spec §1.8)
-            yield v.start, npages, flags
-            return
         pagemap.seek(v.start // PAGE_SIZE * 8)
         words = array.array("Q")
         words.frombytes(pagemap.read(npages * 8))
@@ -212,10 +278,10 @@ class MemoryDump:
                 if run_start is None:
                     run_start = i
             elif run_start is not None:
-                yield v.start + run_start * PAGE_SIZE, i - run_start, flags
+                yield v.start + run_start * PAGE_SIZE, i - run_start
                 run_start = None
         if run_start is not None:
-            yield v.start + run_start * PAGE_SIZE, npages - run_start, flags
+            yield v.start + run_start * PAGE_SIZE, npages - run_start
 
     def write_pages(self, writer, zero_pfn, buffer, progress=None):
         """Copy the pages into the pages file through ``buffer`` (a bytearray)."""

@@ -1,0 +1,135 @@
+"""Shared anonymous memory and memfds, through CRIU's memfd path (spec §3.2):
+
+* every shmem inode (a MAP_SHARED|MAP_ANONYMOUS area shows up as
+  ``/dev/zero (deleted)``, a memfd as ``/memfd:NAME (deleted)``) becomes one
+  memfd_inode_entry in memfd.img, keyed by an inode_id;
+* its contents go to pagemap-shmem-<inode number>.img + pages-N.img, with
+  vaddr = byte offset in the object;
+* each mapping or fd refers to it through a MEMFD file_entry.
+"""
+
+import fcntl
+import os
+
+from ..images.messages import classes
+from ..images.pagemap import PAGE_SIZE, PE_PRESENT
+
+F_GET_SEALS = 1034
+FD_MEMFD = 18
+O_CLOEXEC = 0o2000000
+
+
+def is_shmem_path(path):
+    return path.startswith(("/dev/zero (deleted)", "/memfd:")) and path.endswith("(deleted)")
+
+
+def object_name(path):
+    """memfd_inode_entry.name: "/dev/zero" for anonymous shared memory,
+    "memfd:NAME" for a memfd (the link text without "/" and " (deleted)")."""
+    name = path[:-len(" (deleted)")]
+    return name[1:] if name.startswith("/memfd:") else name
+
+
+class SharedObjects:
+    """Collects shmem inodes; writes memfd.img and their page images."""
+
+    def __init__(self, files):
+        self.files = files             # FileTable: allocates file ids
+        self.inodes = {}               # inode number -> [inode_id, entry, open fd]
+        self.pages_ids = {}            # inode number -> pages id, once assigned
+        self.mapped_file_ids = {}      # (inode number, fdflags) -> file id
+        self.pages_written = 0
+        self.pages_scanned = 0
+
+    def _inode(self, path, open_path):
+        fd = os.open(open_path, os.O_RDONLY)
+        info = os.fstat(fd)
+        if info.st_ino in self.inodes:
+            os.close(fd)
+            return self.inodes[info.st_ino][0]
+        inode_id = len(self.inodes) + 1
+        try:
+            seals = fcntl.fcntl(fd, F_GET_SEALS)
+        except OSError:
+            seals = 1  # F_SEAL_SEAL: anonymous shared memory cannot be sealed
+        entry = classes["memfd_inode_entry"](
+            name=object_name(path), uid=info.st_uid, gid=info.st_gid, size=info.st_size,
+            shmid=info.st_ino, seals=seals, inode_id=inode_id, mode=info.st_mode)
+        self.inodes[info.st_ino] = [inode_id, entry, fd]
+        return inode_id
+
+    def inode_number(self, open_path):
+        return os.stat(open_path).st_ino
+
+    def _file_entry(self, inode_id, flags, pos, fown):
+        file_id = len(self.files.entries) + 1
+        memfd = classes["memfd_file_entry"](id=file_id, flags=flags, pos=pos, fown=fown,
+                                            inode_id=inode_id)
+        self.files.entries.append(classes["file_entry"](type=FD_MEMFD, id=file_id,
+                                                        memfd=memfd))
+        return file_id
+
+    def mapping(self, path, link, fown):
+        """File id for a VMA backed by a shmem object (one per object)."""
+        inode_id = self._inode(path, link)
+        key = self.inode_number(link)
+        if key not in self.mapped_file_ids:
+            self.mapped_file_ids[key] = self._file_entry(inode_id, 0, 0, fown)
+        return self.mapped_file_ids[key]
+
+    def fd(self, path, fd_path, flags, pos, fown):
+        """File id for an open memfd fd."""
+        inode_id = self._inode(path, fd_path)
+        return self._file_entry(inode_id, flags & ~O_CLOEXEC, pos, fown)
+
+    def assign_pages_ids(self, next_pages_id):
+        """Give each object not yet numbered a pages id; returns the next free."""
+        for number in self.inodes:
+            if number not in self.pages_ids:
+                self.pages_ids[number] = next_pages_id
+                next_pages_id += 1
+        return next_pages_id
+
+    def write(self, images, buffer):
+        """memfd.img, and each object's contents: only its data (not holes)."""
+        if not self.inodes:
+            return
+        images.write("MEMFD_INODE", None, [e for _, e, _ in self.inodes.values()])
+        view = memoryview(buffer)
+        for number, (_, entry, fd) in self.inodes.items():
+            size = os.fstat(fd).st_size
+            self.pages_scanned += (size + PAGE_SIZE - 1) // PAGE_SIZE
+            with images.pagemap_writer(number, self.pages_ids[number], shmem=True) as w:
+                for start, end in _data_ranges(fd, size):
+                    offset = start
+                    while offset < end:
+                        n = min(len(buffer), end - offset)
+                        got = os.preadv(fd, [view[:n]], offset)
+                        if got < n:  # the object shrank: pad, as a hole reads
+                            view[got:n] = bytes(n - got)
+                        w.add(offset, n // PAGE_SIZE, PE_PRESENT, view[:n])
+                        offset += n
+                self.pages_written += w.pages_written
+
+    def close(self):
+        for _, _, fd in self.inodes.values():
+            os.close(fd)
+        self.inodes.clear()
+
+
+def _data_ranges(fd, size):
+    """Page-aligned (start, end) ranges holding data, skipping holes."""
+    offset = 0
+    end_of_object = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:
+            return  # ENXIO: no data after offset
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        start -= start % PAGE_SIZE
+        end = min(end_of_object, (end + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE)
+        if end > start:
+            yield start, end
+        offset = end
+

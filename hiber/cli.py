@@ -228,9 +228,11 @@ def cmd_dump(args):
     except HiberError as e:
         log.error("Dumping FAILED: %s", e)
         raise
-    except OSError as e:
-        log.error("Dumping FAILED: %s", e)
-        raise HiberError(f"dump of PID {args.tree} failed: {e}") from None
+    except Exception as e:
+        # a bug or an unforeseen kernel answer: the traceback goes to the log,
+        # the user gets one line
+        log.error("Dumping FAILED: %s", e, exc_info=True)
+        raise HiberError(f"dump of PID {args.tree} failed: {type(e).__name__}: {e}") from None
     log.info("Dumping finished successfully")
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
@@ -239,11 +241,20 @@ def cmd_dump(args):
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad command lines get one line on stderr and exit code 1, as any
+    other bad input does."""
+
+    def error(self, message):
+        self.exit(1, f"{self.prog}: {message} (see {self.prog.split()[0]} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hiber",
         description="Checkpoint/restore of live Linux process trees, in CRIU's image format.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=OneLineParser)
 
     p = sub.add_parser("decode", help="convert an image file to JSON (as crit decode)")
     p.add_argument("-i", "--in", dest="input", help="image file (default: stdin)")

@@ -162,6 +162,7 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
         thp_disabled = leader.syscall("prctl", core.PR_GET_THP_DISABLE)
         umask = int(proc.status(pid)["Umask"], 8)
         tc = core.task_core(pid, frozen, leader, scratch)
+        _inject_fault(fault, "inject")
         for tid in frozen.threads:
             if tid == pid:
                 out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, seccomp, tc)

@@ -26,11 +26,12 @@ def decoded_json_of(image_path):
     return image_path.parent.parent / "decoded" / (image_path.name + ".json")
 
 
-def run_hiber(*args, input=None, check=False, timeout=120):
+def run_hiber(*args, input=None, check=False, timeout=120, env=None):
     """Run the hiber command line as a user would, in its own process."""
     result = subprocess.run([sys.executable, "-m", "hiber", *map(str, args)],
-                            input=input, capture_output=True, timeout=timeout,
-                            cwd=REPO, stdin=None if input is not None else subprocess.DEVNULL)
+                            input=input, capture_output=True, timeout=timeout, cwd=REPO,
+                            stdin=None if input is not None else subprocess.DEVNULL,
+                            env=dict(os.environ, **env) if env else None)
     if check and result.returncode != 0:
         raise AssertionError(f"hiber {' '.join(map(str, args))} failed:\n"
                              f"{result.stderr.decode(errors='replace')}")
@@ -44,3 +45,112 @@ def crit():
     if path is None:
         pytest.fail("crit is not installed: run scripts/setup.sh (apt-get install criu)")
     return path
+
+
+# ---- C targets: built by the tests, run with their own stdio, always reaped --
+
+import ctypes
+import signal
+import time
+
+TARGETS_SRC = REPO / "tests" / "targets"
+TARGETS_BIN = TARGETS_SRC / "bin"
+CHECK_SIGNAL = signal.SIGRTMIN + 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def build_target(name, extra_flags=()):
+    """Compile tests/targets/NAME.c (once, or again when it changed)."""
+    source = TARGETS_SRC / f"{name}.c"
+    binary = TARGETS_BIN / name
+    deps = [source, TARGETS_SRC / "harness.h"]
+    if not binary.exists() or binary.stat().st_mtime < max(d.stat().st_mtime for d in deps):
+        TARGETS_BIN.mkdir(exist_ok=True)
+        subprocess.run(["gcc", "-O1", "-g", "-Wall", "-pthread", "-o", str(binary), str(source),
+                        *extra_flags], check=True, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    return binary
+
+
+def reap_orphans():
+    """Collect exited descendants that were reparented to us (subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+@pytest.fixture(scope="session", autouse=True)
+def child_subreaper():
+    """Orphans of the tests come to us, not to PID 1, which here does not reap
+    (kernel-facts): every process a test starts is reaped by the tests."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    yield
+    reap_orphans()
+
+
+class Target:
+    """A running test target: stdin /dev/null, stdout+stderr to a file."""
+
+    def __init__(self, binary, args, workdir, env=None):
+        self.out_path = pathlib.Path(workdir) / f"{pathlib.Path(binary).name}.out"
+        out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen([str(binary), *map(str, args)], stdin=subprocess.DEVNULL,
+                                     stdout=out, stderr=subprocess.STDOUT, env=env)
+        out.close()
+        self.pid = self.proc.pid
+        self.info = {}
+
+    def output(self):
+        return self.out_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.output().splitlines():
+                if line.startswith("READY"):
+                    self.info = dict(kv.split("=", 1) for kv in line.split()[1:])
+                    return self.info
+            if self.proc.poll() is not None:
+                raise AssertionError(f"target exited before READY:\n{self.output()}")
+            time.sleep(0.01)
+        raise AssertionError(f"target not READY after {timeout}s:\n{self.output()}")
+
+    def address(self, key):
+        return int(self.info[key], 16)
+
+    def check(self, timeout=20):
+        """Ask the target to verify itself; return its verdict output."""
+        os.kill(self.pid, CHECK_SIGNAL)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"target did not finish its check:\n{self.output()}")
+        text = self.output()
+        assert code == 0 and "PASS" in text, f"target check failed ({code}):\n{text}"
+        return text
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        reap_orphans()
+
+
+@pytest.fixture
+def start_target(tmp_path):
+    started = []
+
+    def start(name, *args, workdir=None):
+        t = Target(build_target(name), args, workdir or tmp_path)
+        started.append(t)
+        t.wait_ready()
+        return t
+
+    yield start
+    for t in started:
+        t.stop()

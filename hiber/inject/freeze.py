@@ -46,6 +46,13 @@ class FrozenTree:
         """Let every task go: running ones run, stopped ones stay stopped."""
         failures = []
         for p in self.processes.values():
+            if p.stopped:
+                # queued now, taken on the way back to user mode: the process
+                # stops again before it runs a single instruction
+                try:
+                    os.kill(p.pid, p.stop_signal or signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
             for tid in p.threads:
                 try:
                     pt.detach(tid)
@@ -80,6 +87,28 @@ def _wait_for_stop(tid):
         if kind == "event-stop":
             return 0 if sig == signal.SIGTRAP else sig
         pt.cont(tid, sig)
+
+
+def _wake_for_injection(pid, threads):
+    """Take a job-control-stopped process out of its group stop.
+
+    A thread in a group stop cannot run injected syscalls (resuming it just
+    reports the group stop again).  SIGCONT ends the group stop; its delivery
+    is suppressed, the threads are interrupted again, and thaw() sends the
+    original stop signal back before letting go.
+    """
+    os.kill(pid, signal.SIGCONT)
+    for tid in threads:
+        # SIGCONT ends the group stop but does not resume a thread sitting in
+        # its ptrace stop: resume it, with a fresh interrupt pending
+        pt.interrupt(tid)
+        pt.cont(tid)
+    for tid in threads:
+        while True:
+            kind, sig = pt.stop_kind(pt.wait(tid))
+            if kind in ("exited", "killed") or kind == "event-stop":
+                break
+            pt.cont(tid, 0 if sig == signal.SIGCONT else sig)
 
 
 def _seize_thread(tid):
@@ -120,6 +149,8 @@ def _freeze_process(tree, pid):
                     seized.remove(tid)
                 elif sig:
                     p.stop_signal = sig
+    if p.stopped:
+        _wake_for_injection(pid, seized)
     # the leader first, as images list threads (spec §2.2)
     p.threads = sorted(seized, key=lambda t: (t != pid, t))
     if pid not in p.threads:

@@ -210,13 +210,15 @@ def posix_timers(pid, remote, scratch):
     """Every POSIX timer: /proc/PID/timers has ids, signal, clock; the values
     come from timer_gettime() inside the task (kernel-facts)."""
     out = []
-    text = proc.read_text(pid, "timers")
-    blocks = [b for b in text.split("ID: ")[1:]]
+    timers = []  # one dict of "key: value" lines per timer, each opened by "ID:"
+    for line in proc.read_text(pid, "timers").splitlines():
+        key, _, value = line.partition(": ")
+        if key == "ID":
+            timers.append({})
+        timers[-1][key] = value
     notify_kinds = {"signal": 0, "none": 1, "thread": 2}
-    for block in blocks:
-        lines = block.splitlines()
-        timer_id = int(lines[0])
-        fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    for fields in timers:
+        timer_id = int(fields["ID"])
         signo, sival = fields["signal"].split("/")
         notify, _, target = fields["notify"].partition("/")
         clock = int(fields["ClockID"])

@@ -224,7 +224,7 @@ def cmd_dump(args):
         result = dump(args.tree, args.images_dir, leave_running=args.leave_running,
                       shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
                       leave_stopped=args.leave_stopped,
-                      fault=os.environ.get("HIBER_FAULT"))
+                      fault=os.environ.get("HIBER_FAULT"), show_progress=True)
     except HiberError as e:
         log.error("Dumping FAILED: %s", e)
         raise

@@ -8,6 +8,7 @@ and every injected change is undone by RemoteTask's context manager.
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ class _Clock:
 
 
 def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=False,
-         leave_stopped=False, fault=None):
+         leave_stopped=False, fault=None, show_progress=False):
     """Checkpoint the tree rooted at ``pid`` into ``images_dir``.
 
     By default the tree is killed once the images are complete (criu's
@@ -99,7 +100,7 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
 
         _inject_fault(fault, "files")
         clock.start("memdump")
-        pages_written = write_memory(images, collected, file_table.shmem, fault)
+        pages_written = write_memory(images, collected, file_table.shmem, fault, show_progress)
         clock.stop("memdump")
         clock.start("memwrite")
         write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes)
@@ -195,22 +196,32 @@ def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
     return entry
 
 
-def write_memory(images, collected, shared, fault):
+def write_memory(images, collected, shared, fault, show_progress):
     """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
     zero_pfn = memory.zero_page_pfn()
     buffer = bytearray(PAGE_BUFFER_BYTES)
     shared.write(images, buffer)
+    runs = {c.pid: list(c.memory.page_runs(zero_pfn)) for c in collected}
+    to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)
     total = 0
-    for c in collected:
-        pages_id = c.pages_id
-        with images.pagemap_writer(c.pid, pages_id) as writer:
-            c.memory.write_pages(writer, zero_pfn, buffer)
-            if fault == "pages":
-                raise InjectedFault("failure injected at phase 'pages' (test)")
-        total += c.memory.pages_written
-        log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
-                 c.memory.pages_written, c.memory.pages_scanned, pages_id)
+    with progress_bar(to_write, show_progress) as bar:
+        for c in collected:
+            with images.pagemap_writer(c.pid, c.pages_id) as writer:
+                c.memory.write_pages(writer, runs[c.pid], buffer, bar.update)
+                if fault == "pages":
+                    raise InjectedFault("failure injected at phase 'pages' (test)")
+            total += c.memory.pages_written
+            log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
+                     c.memory.pages_written, c.memory.pages_scanned, c.pages_id)
     return total
+
+
+def progress_bar(total_pages, enabled):
+    """Pages written of pages to write, on a terminal, for dumps over 1 s."""
+    from tqdm import tqdm
+    return tqdm(total=total_pages, unit="page", unit_scale=True, delay=1, leave=False,
+                desc="dumping memory", file=sys.stderr,
+                disable=not (enabled and sys.stderr.isatty()))
 
 
 def write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes):

@@ -259,6 +259,17 @@ def test_unsupported_fd_fails_with_pid_fd_and_kind(start_target, tmp_path, kind,
     t.check()
 
 
+def test_unsupported_mapping_fails_with_pid_range_and_kind(start_target, tmp_path):
+    t = start_target("simple", "io_uring")
+    ring = next(m for m in proc.maps(t.pid) if "io_uring" in m.path)
+    result = dump_cli(t.pid, tmp_path / "images")
+    assert result.returncode == 1
+    message = result.stderr.decode()
+    assert f"PID {t.pid}: mapping {ring.start:x}-{ring.end:x}" in message
+    assert "anon_inode:[io_uring]" in message and message.count("\n") == 1
+    t.check()
+
+
 def test_dump_of_a_missing_pid_fails_in_one_line(tmp_path):
     result = dump_cli(4194304 - 1, tmp_path / "images")
     assert result.returncode == 1 and result.stderr.count(b"\n") == 1
@@ -271,3 +282,72 @@ def test_dump_option_errors_are_one_line(tmp_path):
     assert result.returncode == 1 and b"--lazy-pages is not supported" in result.stderr
     result = run_hiber("dump", "-D", tmp_path)
     assert result.returncode == 1 and result.stderr.count(b"\n") == 1
+
+
+# ---- uprobes: refused without --allow-uprobes, skipped with it -------------
+
+def test_dump_with_a_uprobe(start_target, tmp_path):
+    from conftest import TARGETS_BIN
+    from uprobes import TracefsUprobe, wait_for_uprobes_mapping
+
+    t = start_target("probed")
+    with TracefsUprobe(TARGETS_BIN / "probed", "probed_function", f"p{t.pid}") as probe:
+        wait_for_uprobes_mapping(t.pid)
+        maps_before = proc.read_text(t.pid, "maps")
+
+        result = dump_cli(t.pid, tmp_path / "refused")
+        assert result.returncode == 1
+        assert result.stderr.decode() == (
+            f"hiber: PID {t.pid} has a [uprobes] mapping: check which uprobes are attached "
+            "to it and re-run with --allow-uprobes\n")
+        assert not (tmp_path / "refused" / "inventory.img").exists()
+        assert not [f for f in os.listdir(tmp_path / "refused") if f.endswith(".img")]
+        # it runs on, unharmed, and keeps hitting its probe
+        hits = probe.hits()
+        time.sleep(0.1)
+        assert probe.hits() > hits
+        assert proc.read_text(t.pid, "maps") == maps_before
+
+        result = dump_cli(t.pid, tmp_path / "allowed", "-R", "--allow-uprobes")
+        assert result.returncode == 0, result.stderr.decode()
+        d = ImageDir(tmp_path / "allowed")
+        assert d.inventory().allow_uprobes is True
+        vmas = d.read_one("MM", t.pid).vmas
+        assert not any(v.start == 0x7fffffffe000 for v in vmas)
+        assert not any(v.status & V.VMA_AREA_UPROBES for v in vmas)
+        decoded = json.loads(run_hiber("decode", "--pretty", "-i",
+                                       tmp_path / "allowed" / "inventory.img").stdout)
+        assert decoded["entries"][0]["allow_uprobes"] is True
+        hits = probe.hits()
+        time.sleep(0.1)
+        assert probe.hits() > hits
+    t.check()
+
+
+def test_dump_of_a_process_tree(start_target, tmp_path):
+    t = start_target("tree")
+    a, b = int(t.info["a"]), int(t.info["b"])
+    (grandchild,) = proc.children(a, a)
+    result = dump_cli(t.pid, tmp_path / "images")
+    assert result.returncode == 0, result.stderr.decode()
+    d = ImageDir(tmp_path / "images")
+    tree = [(p.pid, p.ppid, p.pgid) for p in d.read("PSTREE")]
+    root_pgid = tree[0][2]
+    # parents before children, depth first, the root first with ppid 0
+    assert tree == [(t.pid, 0, root_pgid), (a, t.pid, root_pgid), (grandchild, a, root_pgid),
+                    (b, t.pid, b)]
+    ids = [d.read_one("IDS", pid) for pid, _, _ in tree]
+    assert len({i.vm_id for i in ids}) == 4 and len({i.files_id for i in ids}) == 4
+    assert all(i.vm_id >= 2 for i in ids)  # id 1 is hiber's own (inventory root_ids)
+    assert d.inventory().root_ids.vm_id == 1
+    assert [d.read_one("MM", pid).exe_file_id for pid, _, _ in tree].count(
+        d.read_one("MM", t.pid).exe_file_id) == 4  # one file entry for the shared exe
+    assert sorted(d.keys("PAGEMAP")) == sorted(pid for pid, _, _ in tree)
+    assert len(d.keys("PAGES")) == 4
+    # dumped and killed, all of them
+    assert t.proc.wait(10) == -signal.SIGKILL
+    for pid in (a, b, grandchild):
+        deadline = time.monotonic() + 10
+        while proc.exists(pid) and not proc.is_zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not proc.exists(pid) or proc.is_zombie(pid)

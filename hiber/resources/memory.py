@@ -128,6 +128,11 @@ class MemoryDump:
             e.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE | V.VMA_AREA_VVAR
             e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS
             return e
+        if m.path.startswith("anon_inode:") or m.path.startswith("/[aio]"):
+            # io_uring rings, perf buffers, AIO rings, DRM objects ...
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
+                                     f"a {m.path.split(' ')[0]} mapping, which hiber cannot "
+                                     "dump yet")
         if m.inode != 0 or (m.path.startswith("/") and not special):
             return self._file_vma(e, m, extra_flags, io_mapping)
         if io_mapping:
@@ -283,13 +288,14 @@ class MemoryDump:
         if run_start is not None:
             yield v.start + run_start * PAGE_SIZE, npages - run_start
 
-    def write_pages(self, writer, zero_pfn, buffer, progress=None):
-        """Copy the pages into the pages file through ``buffer`` (a bytearray)."""
+    def write_pages(self, writer, runs, buffer, progress=None):
+        """Copy the pages of ``runs`` (from page_runs) into the pages file
+        through ``buffer`` (a bytearray); progress(n) after each batch."""
         batch = []          # (vaddr, nr_pages, flags)
         batch_bytes = 0
         mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)
         try:
-            for vaddr, nr_pages, flags in self.page_runs(zero_pfn):
+            for vaddr, nr_pages, flags in runs:
                 # split runs larger than the buffer
                 while nr_pages:
                     take = min(nr_pages, (len(buffer) - batch_bytes) // PAGE_SIZE)

@@ -1,9 +1,12 @@
 /* A small target with one optional extra: "socket" (a socketpair),
- * "eventfd", "stop" (stops itself once ready) or nothing. */
+ * "eventfd", "io_uring" (a mapped ring) or nothing. */
 #include "harness.h"
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <linux/io_uring.h>
 
 static unsigned long counter;
 
@@ -15,6 +18,12 @@ int main(int argc, char **argv)
 		socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
 	if (argc > 1 && !strcmp(argv[1], "eventfd"))
 		sv[0] = eventfd(3, 0);
+	if (argc > 1 && !strcmp(argv[1], "io_uring")) {
+		struct io_uring_params params = { 0 };
+		sv[0] = syscall(__NR_io_uring_setup, 4, &params);
+		mmap(NULL, params.sq_off.array + params.sq_entries * sizeof(unsigned),
+		     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sv[0], IORING_OFF_SQ_RING);
+	}
 	counter = 12345;
 	ready("extra=%s fd=%d", argc > 1 ? argv[1] : "none", sv[0]);
 	wait_for_check();

@@ -180,7 +180,8 @@ def _add_common_options(p):
     p.add_argument("-j", "--shell-job", action="store_true",
                    help="the tree is a shell job: allow its terminal and foreign session")
     p.add_argument("--allow-uprobes", action="store_true",
-                   help="allow [uprobes] mappings (see the docs: probes must stay active)")
+                   help="dump: skip [uprobes] mappings; restore: accept images dumped so, "
+                        "promising the same uprobes are active (else SIGTRAP, see below)")
     p.add_argument("--pidfile", help="dump: ignored (criu compatibility); restore: write "
                    "the restored root PID here")
     p.add_argument("--log-pid", action="store_true", help="accepted for compatibility")
@@ -249,6 +250,40 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: {message} (see {self.prog.split()[0]} --help)\n")
 
 
+def cmd_restore(args):
+    from .restore import restore
+    _refuse_unsupported_modes(args)
+    if not os.path.isdir(args.images_dir):
+        raise UsageError(f"{args.images_dir}: no such images directory")
+    setup_logging(args)
+    log = logging.getLogger("hiber.cli")
+    try:
+        result = restore(args.images_dir, detach=args.restore_detached, pidfile=args.pidfile,
+                         shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
+                         show_progress=True)
+    except HiberError as e:
+        log.error("Restoring FAILED: %s", e)
+        raise
+    except Exception as e:
+        log.error("Restoring FAILED: %s", e, exc_info=True)
+        raise HiberError(f"restore from {args.images_dir} failed: "
+                         f"{type(e).__name__}: {e}") from None
+    log.info("Restore finished successfully")
+    if result.exit_status is None:
+        return 0
+    # not detached: hiber exits as the restored root did (signals as 128+N)
+    status = result.exit_status
+    return 128 - status if status < 0 else status
+
+
+RESTORE_EPILOG = """uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
+breakpoint instructions (int3) in them. Restoring them needs --allow-uprobes
+again: with it you promise that the same uprobes are active when the process
+runs. If they are not, the process dies of SIGTRAP the first time it reaches
+a breakpoint.
+"""
+
+
 def build_parser():
     parser = OneLineParser(
         prog="hiber",
@@ -279,6 +314,16 @@ def build_parser():
     p.add_argument("--pre-dump-mode", choices=["splice", "read"],
                    help="accepted for compatibility")
     p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",
+                       epilog=RESTORE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common_options(p)
+    p.add_argument("-d", "--restore-detached", action="store_true",
+                   help="exit once the tree runs, leaving it reparented; without it, wait "
+                        "for the root and exit with its status")
+    p.add_argument("-S", "--restore-sibling", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("show", help="summarise an image dir, or show one image file readably")
     p.add_argument("path", help="image directory or image file")

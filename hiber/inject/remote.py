@@ -25,6 +25,7 @@ SYSCALL_INSN = b"\x0f\x05"
 ARG_REGS = ["di", "si", "dx", "r10", "r8", "r9"]
 ALL_SIGNALS_BLOCKED = (1 << 64) - 1  # the kernel ignores SIGKILL/SIGSTOP bits
 PAGE_SIZE = 4096
+MAP_FIXED_NOREPLACE = 0x100000
 
 
 class RemoteSyscallError(HiberError):
@@ -170,12 +171,14 @@ class RemoteTask:
 
     # ---- scratch memory for arguments and results --------------------
 
-    def scratch(self, size):
-        """Map anonymous memory in the task; it is unmapped on exit."""
+    def scratch(self, size, address=0):
+        """Map anonymous memory in the task (at ``address`` if given, never
+        over an existing mapping); it is unmapped on exit."""
         size = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-        address = self.syscall("mmap", 0, size, 3, 0x22, -1, 0)
-        self._scratch.append((address, size))
-        return address
+        flags = 0x22 | (MAP_FIXED_NOREPLACE if address else 0)  # MAP_PRIVATE|MAP_ANONYMOUS
+        got = self.syscall("mmap", address, size, 3, flags, -1, 0)
+        self._scratch.append((got, size))
+        return got
 
     def read(self, address, size):
         buf = bytearray(size)

@@ -27,7 +27,7 @@ NR = {
     "timer_settime": 223, "timer_gettime": 224, "timer_getoverrun": 225,
     "timer_delete": 226, "exit_group": 231, "tgkill": 234, "mremap": 25, "openat": 257,
     "set_robust_list": 273, "get_robust_list": 274, "tee": 276, "splice": 275,
-    "vmsplice": 278, "pipe2": 293, "rt_tgsigqueueinfo": 297, "prlimit64": 302,
+    "vmsplice": 278, "pipe2": 293, "preadv": 295, "pwritev": 296, "rt_tgsigqueueinfo": 297, "prlimit64": 302,
     "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "memfd_create": 319,
     "userfaultfd": 323, "rseq": 334, "pidfd_send_signal": 424, "pidfd_open": 434,
     "clone3": 435, "close_range": 436, "pidfd_getfd": 438, "map_shadow_stack": 453,

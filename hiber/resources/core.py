@@ -6,9 +6,12 @@ tell (sigactions, sigaltstack, itimers, POSIX timer values, prctl values)
 comes from syscalls injected into it.
 """
 
+import ctypes
 import logging
+import os
 import struct
 
+from ..errors import HiberError
 from ..images.messages import classes
 from ..kernel import cpu, proc
 from ..kernel import ptrace as pt
@@ -261,3 +264,222 @@ def task_core(pid, frozen, remote, scratch):
     if frozen.stopped:
         tc.stop_signo = frozen.stop_signal or SIGSTOP
     return tc
+
+
+# ---- restore half: put task state back through injected syscalls ----------
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_SET_SECUREBITS = 28
+PR_SET_MM = 35
+PR_SET_MM_MAP = 14
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_THP_DISABLE = 41
+PR_TIMER_CREATE_RESTORE_IDS = 77
+SS_DISABLE = 2
+SIGEV_THREAD_ID = 4
+
+
+def restore_mm(remote, scratch, mm, exe_fd):
+    """PR_SET_MM_MAP: code/data/brk/stack/args/env bounds, auxv and the exe
+    file in one call (the only form allowed without CAP_SYS_RESOURCE)."""
+    auxv = struct.pack(f"<{len(mm.mm_saved_auxv)}Q", *mm.mm_saved_auxv)
+    auxv_address = scratch + 512
+    remote.write(auxv_address, auxv)
+    mm_map = struct.pack("<11QQII", mm.mm_start_code, mm.mm_end_code, mm.mm_start_data,
+                         mm.mm_end_data, mm.mm_start_brk, mm.mm_brk, mm.mm_start_stack,
+                         mm.mm_arg_start, mm.mm_arg_end, mm.mm_env_start, mm.mm_env_end,
+                         auxv_address, len(auxv), exe_fd)
+    remote.write(scratch, mm_map)
+    remote.syscall("prctl", PR_SET_MM, PR_SET_MM_MAP, scratch, len(mm_map), 0)
+    if mm.HasField("dumpable"):
+        remote.syscall("prctl", PR_SET_DUMPABLE, mm.dumpable)
+    if mm.thp_disabled:
+        remote.syscall("prctl", PR_SET_THP_DISABLE, 1, 0, 0, 0)
+
+
+def _signals_without_kill_and_stop():
+    return [s for s in range(1, 65) if s not in (SIGKILL, SIGSTOP)]
+
+
+def restore_sigactions(remote, scratch, sigactions):
+    for sig, sa in zip(_signals_without_kill_and_stop(), sigactions):
+        remote.write(scratch, struct.pack("<QQQQ", sa.sigaction, sa.flags, sa.restorer, sa.mask))
+        remote.syscall("rt_sigaction", sig, scratch, 0, 8)
+
+
+def restore_itimers(remote, scratch, timers):
+    for which, t in enumerate((timers.real, timers.virt, timers.prof)):
+        vsec, vusec = t.vsec, t.vusec
+        if (vsec, vusec) == (0, 0) and (t.isec, t.iusec) != (0, 0):
+            vsec, vusec = t.isec, t.iusec  # as CRIU: an expired periodic timer re-arms
+        remote.write(scratch, struct.pack("<qqqq", t.isec, t.iusec, vsec, vusec))
+        remote.syscall("setitimer", which, scratch, 0)
+
+
+def restore_posix_timers(remote, scratch, timers):
+    """Each timer with its own id: PR_TIMER_CREATE_RESTORE_IDS makes
+    timer_create take the id from *timerid (Linux 6.16+); older kernels hand
+    out ids in order, so create them in order and check."""
+    if not timers:
+        return
+    explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) == 0
+    try:
+        for t in sorted(timers, key=lambda t: t.it_id):
+            notify = t.it_sigev_notify
+            tid = t.notify_thread_id if t.HasField("notify_thread_id") else 0
+            sigevent = struct.pack("<Qiii", t.sival_ptr, t.si_signo, notify, tid).ljust(64, b"\0")
+            remote.write(scratch, sigevent)
+            remote.write(scratch + 64, struct.pack("<i", t.it_id))
+            remote.syscall("timer_create", t.clock_id, scratch, scratch + 64)
+            got = struct.unpack("<i", remote.read(scratch + 64, 4))[0]
+            if got != t.it_id:
+                raise HiberError(f"PID {remote.pid}: POSIX timer {t.it_id} came back as "
+                                 f"{got}; this kernel cannot restore timer ids")
+            vsec, vnsec = t.vsec, t.vnsec
+            if (vsec, vnsec) == (0, 0) and (t.isec, t.insec) != (0, 0):
+                vsec, vnsec = t.isec, t.insec
+            remote.write(scratch, struct.pack("<qqqq", t.isec, t.insec, vsec, vnsec))
+            remote.syscall("timer_settime", t.it_id, 0, scratch, 0)
+    finally:
+        if explicit:
+            remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0)
+
+
+def queue_signals(remote, scratch, pid, tid, queue, shared):
+    """Queue dumped siginfos again: rt_sigqueueinfo from the task to itself
+    may carry any si_code (the kernel only refuses it towards others)."""
+    for s in queue.signals:
+        signo = struct.unpack_from("<i", s.siginfo)[0]
+        remote.write(scratch, s.siginfo)
+        if shared:
+            remote.syscall("rt_sigqueueinfo", pid, signo, scratch)
+        else:
+            remote.syscall("rt_tgsigqueueinfo", pid, tid, signo, scratch)
+
+
+def restore_task(remote, scratch, pid, core, mm, exe_fd):
+    """Per-process state, in an order that keeps each step possible."""
+    tc = core.tc
+    restore_mm(remote, scratch, mm, exe_fd)
+    if tc.personality:
+        remote.syscall("personality", tc.personality)
+    restore_sigactions(remote, scratch, tc.sigactions)
+    restore_itimers(remote, scratch, tc.timers)
+    restore_posix_timers(remote, scratch, tc.timers.posix)
+    if tc.child_subreaper:
+        remote.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
+    queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True)
+    if tc.HasField("oom_score_adj"):
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write(str(tc.oom_score_adj))
+
+
+def restore_thread(remote, scratch, pid, tid, core):
+    """Per-thread state; runs inside thread ``tid``."""
+    th = core.thread_core
+    sas = th.sas
+    if sas.ss_flags & SS_DISABLE:
+        remote.write(scratch, struct.pack("<QiiQ", 0, SS_DISABLE, 0, 0))
+    else:
+        remote.write(scratch, struct.pack("<QiiQ", sas.ss_sp, sas.ss_flags, 0, sas.ss_size))
+    remote.syscall("sigaltstack", scratch, 0)
+    if th.HasField("rseq_entry"):
+        r = th.rseq_entry
+        remote.syscall("rseq", r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature)
+    remote.syscall("set_tid_address", core.thread_info.clear_tid_addr)
+    if th.futex_rla:
+        remote.syscall("set_robust_list", th.futex_rla, th.futex_rla_len)
+    if th.HasField("comm"):
+        remote.write(scratch, th.comm.encode()[:15] + b"\0")
+        remote.syscall("prctl", PR_SET_NAME, scratch)
+    if th.pdeath_sig:
+        remote.syscall("prctl", PR_SET_PDEATHSIG, th.pdeath_sig)
+    for tls in core.thread_info.tls:
+        if not tls.seg_not_present or tls.base_addr or tls.limit:
+            flags = (tls.seg_32bit | tls.contents_l << 1 | tls.contents_h << 2
+                     | tls.read_exec_only << 3 | tls.limit_in_pages << 4
+                     | tls.seg_not_present << 5 | tls.usable << 6)
+            desc = pt.user_desc(tls.entry_number, tls.base_addr, tls.limit, flags)
+            pt.ptrace(pt.PTRACE_SET_THREAD_AREA, tid, tls.entry_number, ctypes.addressof(desc))
+    queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False)
+    if th.HasField("sched_policy") and th.sched_policy in (1, 2):
+        os.sched_setscheduler(tid, th.sched_policy, os.sched_param(th.sched_prio))
+    if th.HasField("sched_nice"):
+        os.setpriority(os.PRIO_PROCESS, tid, th.sched_nice)
+
+
+def _current_creds(pid, tid):
+    s = proc.status(pid, tid)
+    return ([int(x) for x in s["Uid"].split()], [int(x) for x in s["Gid"].split()],
+            sorted(int(g) for g in s.get("Groups", "").split()),
+            [_cap_words(s[k]) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")])
+
+
+def restore_creds(remote, scratch, pid, tid, creds):
+    """Credentials last: after them the task may no longer be allowed the
+    rest. Nothing is done when they are already what the image says."""
+    wanted = ([creds.uid, creds.euid, creds.suid, creds.fsuid],
+              [creds.gid, creds.egid, creds.sgid, creds.fsgid], sorted(creds.groups),
+              [list(creds.cap_inh), list(creds.cap_prm), list(creds.cap_eff),
+               list(creds.cap_bnd), list(creds.cap_amb) or [0, 0]])
+    if wanted == _current_creds(pid, tid):
+        if creds.no_new_privs:
+            remote.syscall("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        return
+    remote.syscall("prctl", PR_SET_KEEPCAPS, 1)
+    remote.write(scratch, struct.pack(f"<{len(creds.groups)}I", *creds.groups))
+    remote.syscall("setgroups", len(creds.groups), scratch)
+    remote.syscall("setresgid", creds.gid, creds.egid, creds.sgid)
+    remote.syscall("setfsgid", creds.fsgid)
+    remote.syscall("setresuid", creds.uid, creds.euid, creds.suid)
+    remote.syscall("setfsuid", creds.fsuid)
+    # capset, version 3: header {version, pid}, then 2 x {effective, permitted, inheritable}
+    header = struct.pack("<Ii", 0x20080522, 0)
+    data = b"".join(struct.pack("<III", creds.cap_eff[i], creds.cap_prm[i], creds.cap_inh[i])
+                    for i in range(2))
+    remote.write(scratch, header + data)
+    remote.syscall("capset", scratch, scratch + len(header))
+    remote.syscall("prctl", PR_SET_SECUREBITS, creds.secbits)
+    if creds.no_new_privs:
+        remote.syscall("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def xstate_from_fpregs(current, fp):
+    """A full XSAVE area: the thread's current one with the image's values."""
+    xs = bytearray(current)
+    struct.pack_into("<HHHHQQII", xs, 0, fp.cwd, fp.swd, fp.twd, fp.fop, fp.rip, fp.rdp,
+                     fp.mxcsr, fp.mxcsr_mask)
+    struct.pack_into("<32I", xs, 32, *list(fp.st_space)[:32])
+    struct.pack_into("<64I", xs, 160, *list(fp.xmm_space)[:64])
+    if fp.HasField("xsave") and len(xs) > cpu.XSAVE_HEADER_OFFSET:
+        x = fp.xsave
+        layout = cpu.xstate_layout()
+        struct.pack_into("<Q", xs, cpu.XSAVE_HEADER_OFFSET, x.xstate_bv)
+        for feature, name, fmt in ((cpu.XFEATURE_YMM, "ymmh_space", "I"),
+                                   (cpu.XFEATURE_BNDREGS, "bndreg_state", "Q"),
+                                   (cpu.XFEATURE_BNDCSR, "bndcsr_state", "Q"),
+                                   (cpu.XFEATURE_OPMASK, "opmask_reg", "Q"),
+                                   (cpu.XFEATURE_ZMM_HI256, "zmm_upper", "Q"),
+                                   (cpu.XFEATURE_HI16_ZMM, "hi16_zmm", "Q"),
+                                   (cpu.XFEATURE_PKRU, "pkru", "I")):
+            values = list(getattr(x, name))
+            if values and feature in layout:
+                struct.pack_into(f"<{len(values)}{fmt}", xs, layout[feature][0], *values)
+    return bytes(xs)
+
+
+def set_registers(tid, core, sigmask):
+    """The thread's registers, FPU/vector state and signal mask, as dumped."""
+    g = core.thread_info.gpregs
+    regs = pt.Regs(*[getattr(g, name) for name in pt.GPREG_NAMES])
+    # no syscall restart may touch rip/rax on the way out: the image already
+    # holds the registers after the restart fixup (spec §2.6)
+    regs[pt.GPREG["orig_ax"]] = (1 << 64) - 1
+    current = pt.get_regset(tid, pt.NT_X86_XSTATE, MAX_XSTATE)
+    pt.set_regset(tid, pt.NT_X86_XSTATE, xstate_from_fpregs(current, core.thread_info.fpregs))
+    pt.set_regs(tid, regs)
+    pt.set_sigmask(tid, sigmask)

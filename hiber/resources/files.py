@@ -294,3 +294,132 @@ def dump_fs(pid, table, umask):
     cwd = table.path_entry(pid, f"/proc/{pid}/cwd", "cwd")
     root = table.path_entry(pid, f"/proc/{pid}/root", "root")
     return classes["fs_entry"](cwd_id=cwd, root_id=root, umask=umask)
+
+
+# ---- restore half: runs inside the stub, while it is still a copy of hiber --
+
+F_DUPFD = 0
+O_STATUS_FLAGS = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | getattr(os, "O_ASYNC", 0o20000)
+
+
+def high_dup(fd, floor):
+    """Move fd to the lowest free number >= floor; close the original."""
+    new = fcntl.fcntl(fd, F_DUPFD, floor)
+    os.close(fd)
+    return new
+
+
+def _open_reg(reg, floor):
+    flags = reg.flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC | os.O_EXCL)
+    fd = os.open(reg.name, flags | os.O_NOCTTY)
+    if reg.pos and not stat_is_char(fd):
+        os.lseek(fd, reg.pos, os.SEEK_SET)
+    return high_dup(fd, floor)
+
+
+def stat_is_char(fd):
+    return st.S_ISCHR(os.fstat(fd).st_mode)
+
+
+class StubFiles:
+    """Opens every file object of a process at a high temporary number, then
+    puts each fd at its number. Objects shared by several fds are opened once
+    and dup'ed, so they stay one open file (shared position and flags)."""
+
+    def __init__(self, files_by_id, pipe_data, fifo_data, shared, floor):
+        self.files = files_by_id
+        self.pipe_data = pipe_data      # pipe_id -> (bytes, size)
+        self.fifo_data = fifo_data
+        self.shared = shared            # shmem.StubObjects, for memfd fds
+        self.floor = floor
+        self.opened = {}                # file id -> temporary fd
+        self._pipes = {}                # pipe_id -> [read fd, write fd]
+        self._fifo_keepers = {}         # pipe_id -> read-write fd keeping the FIFO open
+
+    def open_object(self, file_id):
+        if file_id in self.opened:
+            return self.opened[file_id]
+        f = self.files[file_id]
+        if f.HasField("reg"):
+            fd = _open_reg(f.reg, self.floor)
+        elif f.HasField("pipe"):
+            fd = self._pipe_end(f.pipe)
+        elif f.HasField("fifo"):
+            fd = self._fifo_end(f.fifo)
+        elif f.HasField("memfd"):
+            fd = self.shared.reopen(f.memfd.inode_id, f.memfd.flags, f.memfd.pos, self.floor)
+        else:
+            raise UnsupportedFile(f"file #{file_id} of type {f.type} cannot be restored yet")
+        self.opened[file_id] = fd
+        return fd
+
+    def _pipe_end(self, entry):
+        ends = self._pipes.get(entry.pipe_id)
+        if ends is None:
+            r, w = os.pipe()
+            r, w = high_dup(r, self.floor), high_dup(w, self.floor)
+            data, size = self.pipe_data.get(entry.pipe_id, (b"", 0))
+            _fill_pipe(w, data, size)
+            ends = self._pipes[entry.pipe_id] = [r, w]
+        write_end = entry.flags & O_ACCMODE == os.O_WRONLY
+        fd = ends[1] if write_end else ends[0]
+        if fd is None:  # a second open file of the same end: a new description
+            fd = high_dup(os.open(f"/proc/self/fd/{ends[1 - write_end]}",
+                                  os.O_WRONLY if write_end else os.O_RDONLY), self.floor)
+        else:
+            ends[1 if write_end else 0] = None
+        _set_status_flags(fd, entry.flags)
+        return fd
+
+    def _fifo_end(self, entry):
+        reg = self.files[entry.regf_id].reg
+        if entry.pipe_id not in self._fifo_keepers:
+            # a read-write open never blocks and keeps the FIFO's buffer alive
+            keeper = high_dup(os.open(reg.name, os.O_RDWR | os.O_NONBLOCK), self.floor)
+            data, size = self.fifo_data.get(entry.pipe_id, (b"", 0))
+            _fill_pipe(keeper, data, size)
+            self._fifo_keepers[entry.pipe_id] = keeper
+        flags = reg.flags & ~O_CLOEXEC
+        fd = high_dup(os.open(reg.name, (flags & O_ACCMODE) | os.O_NONBLOCK), self.floor)
+        _set_status_flags(fd, flags)
+        return fd
+
+    def install(self, fdinfo_entries):
+        """Open every object, put every fd at its number, with its FD_CLOEXEC."""
+        for e in fdinfo_entries:
+            self.open_object(e.id)
+        for e in fdinfo_entries:
+            os.dup2(self.opened[e.id], e.fd, inheritable=not e.flags & 1)
+        self.close_temporaries()
+
+    def close_temporaries(self):
+        for fd in set(self.opened.values()):
+            os.close(fd)
+        for ends in self._pipes.values():
+            for fd in ends:
+                if fd is not None:
+                    os.close(fd)  # an end no fd of the process had
+        for keeper in self._fifo_keepers.values():
+            os.close(keeper)
+        self.opened.clear()
+        self._pipes.clear()
+        self._fifo_keepers.clear()
+
+
+def _set_status_flags(fd, flags):
+    wanted = flags & O_STATUS_FLAGS
+    current = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if current & O_STATUS_FLAGS != wanted:
+        fcntl.fcntl(fd, fcntl.F_SETFL, (current & ~O_STATUS_FLAGS) | wanted)
+
+
+def _fill_pipe(write_fd, data, size):
+    if size:
+        try:
+            fcntl.fcntl(write_fd, F_SETPIPE_SZ, size)
+        except OSError:
+            pass  # a smaller pipe still holds what a default one holds
+    if data:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view):]

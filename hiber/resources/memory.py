@@ -363,3 +363,131 @@ def fill_mm_entry(pid, vmas, exe_file_id, brk, dumpable, thp_disabled):
 def write_all(fd, view):
     while view:
         view = view[os.write(fd, view):]
+
+
+# ---- restore half: build the image's address space inside a stub ----------
+
+MAP_FIXED = 0x10
+MAP_FIXED_NOREPLACE = 0x100000
+MADV_GUARD_INSTALL = 102
+MAX_IOV_BYTES = 1 << 30  # preadv moves at most ~2 GiB a call: stay well below
+NOT_RESTORED = V.VMA_AREA_VDSO | V.VMA_AREA_VVAR | V.VMA_AREA_VSYSCALL | V.VMA_AREA_GUARD
+
+
+def page_align_up(n):
+    return (n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+def free_gap(occupied, size, floor=0x100000):
+    """Lowest address >= floor with ``size`` bytes free of every (start, end)."""
+    address = floor
+    for start, end in sorted(occupied):
+        if end <= address:
+            continue
+        if start >= address + size:
+            break
+        address = page_align_up(end)
+    return address
+
+
+class MemoryRestore:
+    """Creates every VMA of the image at its address and fills its pages,
+    through syscalls injected into the stub (``remote``).
+
+    ``mapping_fd(vma)`` names the fd, inside the task, to map a file-backed
+    VMA from; ``pages_fd`` is the task's fd of this process's pages file.
+    """
+
+    def __init__(self, remote, vmas, pagemap, pages_fd, mapping_fd, scratch, scratch_size):
+        self.remote = remote
+        self.vmas = [v for v in vmas if not v.status & NOT_RESTORED]
+        self.guards = [v for v in vmas if v.status & V.VMA_AREA_GUARD
+                       and not v.status & V.VMA_AREA_REGULAR]
+        # the vdso's dumped pages are not written back: the kernel's own vdso
+        # is moved there instead (or, on another kernel, they become the proxy)
+        skipped = [(v.start, v.end) for v in vmas if v.status & NOT_RESTORED]
+        self.runs = [r for r in pagemap.runs if r.present
+                     and not any(s <= r.vaddr < e for s, e in skipped)]
+        self.pages_fd = pages_fd
+        self.mapping_fd = mapping_fd
+        self.scratch = scratch
+        self.scratch_size = scratch_size
+        self.pages_restored = 0
+        self._filled = self._vmas_with_pages()
+
+    def _vmas_with_pages(self):
+        """Starts of the VMAs that get pages: they are mapped writable first."""
+        starts = []
+        i = 0
+        for v in self.vmas:
+            while i < len(self.runs) and self.runs[i].end <= v.start:
+                i += 1
+            if i < len(self.runs) and self.runs[i].vaddr < v.end:
+                starts.append(v.start)
+        return set(starts)
+
+    def unmap_stub(self, keep):
+        """Unmap all the stub has, except the ranges in ``keep``."""
+        for m in proc.maps(self.remote.pid):
+            if m.path == "[vsyscall]" or any(s <= m.start and m.end <= e for s, e in keep):
+                continue
+            self.remote.syscall("munmap", m.start, m.end - m.start)
+
+    def create_vmas(self):
+        for v in self.vmas:
+            prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
+            flags = v.flags & ~V.MAP_DROPPABLE | MAP_FIXED
+            if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
+                fd, offset = self.mapping_fd(v), v.pgoff
+            else:
+                fd, offset = -1, 0
+                flags |= V.MAP_ANONYMOUS
+            if v.flags & V.MAP_DROPPABLE:
+                flags |= V.MAP_DROPPABLE
+            got = self.remote.syscall("mmap", v.start, v.end - v.start, prot, flags, fd, offset)
+            if got != v.start:
+                raise HiberError(f"PID {self.remote.pid}: mapping 0x{v.start:x} landed at "
+                                 f"0x{got:x}")
+
+    def fill_pages(self, progress=None):
+        """preadv from the pages file straight into the task's memory: the
+        present runs lie back to back in the file, so one call fills up to
+        IOV_MAX runs with one copy."""
+        iov_capacity = min(IOV_MAX, self.scratch_size // 16)
+        i = 0
+        while i < len(self.runs):
+            batch, total = [], 0
+            offset = self.runs[i].pages_offset
+            while (i < len(self.runs) and len(batch) < iov_capacity
+                   and self.runs[i].pages_offset == offset + total  # back to back in the file
+                   and (not batch or total + self.runs[i].size <= MAX_IOV_BYTES)):
+                batch.append([self.runs[i].vaddr, self.runs[i].size])
+                total += self.runs[i].size
+                i += 1
+            while batch:
+                self.remote.write(self.scratch, b"".join(
+                    a.to_bytes(8, "little") + n.to_bytes(8, "little") for a, n in batch))
+                done = self.remote.syscall("preadv", self.pages_fd, self.scratch, len(batch),
+                                           offset, 0)
+                if done <= 0:
+                    raise HiberError(f"PID {self.remote.pid}: the pages file ended early")
+                offset += done
+                self.pages_restored += done // PAGE_SIZE
+                if progress:
+                    progress(done // PAGE_SIZE)
+                while batch and done >= batch[0][1]:  # drop what was filled
+                    done -= batch.pop(0)[1]
+                if batch and done:
+                    batch[0][0] += done
+                    batch[0][1] -= done
+
+    def finish(self):
+        """Final protections, madvise flags, guard regions."""
+        for v in self.vmas:
+            if v.start in self._filled and not v.prot & V.PROT_WRITE:
+                self.remote.syscall("mprotect", v.start, v.end - v.start, v.prot)
+            for advice in range(64):
+                if v.madv & (1 << advice):
+                    self.remote.syscall("madvise", v.start, v.end - v.start, advice)
+        for g in self.guards:
+            self.remote.syscall("madvise", g.start, g.end - g.start, MADV_GUARD_INSTALL)

@@ -133,3 +133,68 @@ def _data_ranges(fd, size):
             yield start, end
         offset = end
 
+
+
+# ---- restore half: runs inside the stub --------------------------------
+
+MFD_ALLOW_SEALING = 2
+F_SEAL_SEAL = 1
+
+
+class StubObjects:
+    """Creates the shmem objects of the images inside the stub and keeps an
+    fd to each (a "service fd") for the task's mappings and fds.
+
+    memfds come back as memfds with their name; anonymous shared memory as a
+    true anonymous shmem object (mapped MAP_SHARED|MAP_ANONYMOUS here, then
+    reopened through /proc/self/map_files), so a later dump sees it as
+    "/dev/zero (deleted)" again.
+    """
+
+    def __init__(self, images, inode_entries, floor):
+        self.images = images
+        self.inodes = {e.inode_id: e for e in inode_entries}
+        self.floor = floor
+        self.fds = {}          # inode_id -> service fd
+        self._keep = []        # anonymous mappings backing the objects
+
+    def service_fd(self, inode_id):
+        if inode_id not in self.fds:
+            self.fds[inode_id] = self._create(self.inodes[inode_id])
+        return self.fds[inode_id]
+
+    def _create(self, entry):
+        import ctypes
+        import mmap
+        from .files import high_dup
+        if entry.name.startswith("memfd:"):
+            sealing = MFD_ALLOW_SEALING if entry.seals != F_SEAL_SEAL else 0
+            fd = os.memfd_create(entry.name[len("memfd:"):], sealing)
+            os.ftruncate(fd, entry.size)
+        else:
+            area = mmap.mmap(-1, max(entry.size, PAGE_SIZE), flags=mmap.MAP_SHARED)
+            self._keep.append(area)
+            address = ctypes.addressof(ctypes.c_char.from_buffer(area))
+            end = address + max(entry.size, PAGE_SIZE)
+            fd = os.open(f"/proc/self/map_files/{address:x}-{end:x}", os.O_RDWR)
+        fd = high_dup(fd, self.floor)
+        self._fill(fd, entry)
+        return fd
+
+    def _fill(self, fd, entry):
+        if not self.images.exists("SHMEM_PAGEMAP", entry.shmid):
+            return
+        pagemap = self.images.pagemap(entry.shmid, shmem=True)
+        for offset, chunk in self.images.pages_reader(pagemap).chunks():
+            done = 0
+            while done < len(chunk):
+                done += os.pwrite(fd, chunk[done:], offset + done)
+
+    def reopen(self, inode_id, flags, pos, floor):
+        """A new open file of an object, for an fd of the process."""
+        from .files import high_dup
+        source = self.service_fd(inode_id)
+        fd = os.open(f"/proc/self/fd/{source}", flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC))
+        if pos:
+            os.lseek(fd, pos, os.SEEK_SET)
+        return high_dup(fd, floor)

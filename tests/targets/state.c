@@ -1,6 +1,8 @@
 /* A process with most kinds of state a dump must capture; after the test's
  * check signal it verifies all of it is still as it set it up.
- * Usage: state WORKDIR   (files, FIFO and cwd are made inside WORKDIR) */
+ * Usage: state WORKDIR [nothread]
+ *   files, FIFO and cwd are made inside WORKDIR; with "nothread" the process
+ *   stays single-threaded (no reader thread blocked in read()). */
 #include "harness.h"
 
 #include <errno.h>
@@ -156,12 +158,15 @@ int main(int argc, char **argv)
 	timer_settime(timer, 0, &its, NULL);
 
 	/* a second thread, blocked in read() */
-	pipe(reader_pipe);
+	int threaded = !(argc > 2 && !strcmp(argv[2], "nothread"));
 	pthread_t thread;
-	block_check_signal(1);
-	pthread_create(&thread, NULL, reader, NULL);
-	block_check_signal(0);
-	usleep(20000);
+	pipe(reader_pipe);
+	if (threaded) {
+		block_check_signal(1);
+		pthread_create(&thread, NULL, reader, NULL);
+		block_check_signal(0);
+		usleep(20000);
+	}
 
 	ready("anon=%p none=%p ro=%p fpriv=%p fshared=%p shanon=%p memfd=%p "
 	      "pos_fd=%d append_fd=%d null_fd=%d pipe_r=%d fifo_r=%d",
@@ -226,8 +231,10 @@ int main(int argc, char **argv)
 	expect(its.it_interval.tv_sec == 50 && its.it_value.tv_sec > 0, "posix timer");
 
 	/* the thread blocked in read() */
-	write(reader_pipe[1], "wake", 4);
-	pthread_join(thread, NULL);
-	expect(!strcmp(reader_got, "wake"), "reader thread got '%s'", reader_got);
+	if (threaded) {
+		write(reader_pipe[1], "wake", 4);
+		pthread_join(thread, NULL);
+		expect(!strcmp(reader_got, "wake"), "reader thread got '%s'", reader_got);
+	}
 	return report();
 }

@@ -142,6 +142,10 @@ def setup_logging(args):
             level = min(level, logging.INFO)  # a log file is for reading later: say more
     else:
         handler = logging.StreamHandler(sys.stderr)
+        if not args.verbosity_given:
+            # the reason of a failure is printed once, as the last line of
+            # stderr, by main(); a log on stderr only comes when asked for
+            level = VERBOSITY_LEVELS[0]
     handler.setFormatter(CriuStyleFormatter())
     handler.setLevel(level)
     root = logging.getLogger("hiber")
@@ -260,7 +264,7 @@ def cmd_restore(args):
     try:
         result = restore(args.images_dir, detach=args.restore_detached, pidfile=args.pidfile,
                          shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
-                         show_progress=True)
+                         show_progress=True, fault=os.environ.get("HIBER_FAULT"))
     except HiberError as e:
         log.error("Restoring FAILED: %s", e)
         raise

@@ -31,7 +31,6 @@ from .resources import core, files, memory, shmem, vdso
 
 log = logging.getLogger(__name__)
 
-PTRACE_O_EXITKILL = 0x100000
 SCRATCH_SIZE = 64 << 10
 STUB_TIMEOUT = 30
 UPROBES_MESSAGE = ("Images were dumped with --allow-uprobes: make sure the same uprobes are "
@@ -53,6 +52,7 @@ class ProcessPlan:
     fdinfo: list
     pagemap: object
     vdso_image: object = None
+    thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
 
 
 @dataclass
@@ -77,11 +77,9 @@ class Plan:
         if inventory.allow_uprobes and not allow_uprobes:
             raise RestoreError(UPROBES_MESSAGE)
         tree = images.read("PSTREE")
-        if len(tree) != 1 or len(tree[0].threads) != 1:
-            raise RestoreError("restoring process trees and multi-threaded processes is not "
-                               "supported yet: these images hold "
-                               f"{len(tree)} process(es), "
-                               f"{sum(len(p.threads) for p in tree)} thread(s)")
+        if len(tree) != 1:
+            raise RestoreError("restoring process trees is not supported yet: these images "
+                               f"hold {len(tree)} processes")
         self.files = {f.id: f for f in images.read_optional("FILES")}
         self.pipe_data = {e.message.pipe_id: (e.extra or b"", e.message.size)
                           for e in images.read_entries("PIPES_DATA")} \
@@ -112,6 +110,11 @@ class Plan:
                            self.images.read_one("FS", pid),
                            self.images.read_optional("FDINFO", ids.files_id),
                            self.images.pagemap(pid))
+        for tid in p.threads[1:]:
+            if proc.exists(tid):
+                raise RestoreError(f"TID {tid} (a thread of PID {pid}) is already in use: "
+                                   "stop that process and try again")
+            plan.thread_cores[tid] = self.images.read_one("CORE", tid)
         reader = self.images.pages_reader(plan.pagemap)  # checks the pages file size
         plan.vdso_image = vdso.image_layout(plan.mm.vmas,
                                             lambda start, size: _read_dumped(plan, reader,
@@ -302,7 +305,7 @@ def _set_rlimits(limits):
 # ---- 3-5. take over, rebuild, release ----------------------------------------
 
 def take_over(stub):
-    pt.seize(stub.pid, PTRACE_O_EXITKILL)
+    pt.seize(stub.pid, pt.PTRACE_O_EXITKILL | pt.PTRACE_O_TRACECLONE)
     stub.seized = True
     pt.interrupt(stub.pid)
     kind, sig = pt.stop_kind(pt.wait(stub.pid))
@@ -310,7 +313,7 @@ def take_over(stub):
         raise RestoreError(f"PID {stub.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, stub, runtime, progress=None):
+def rebuild(plan, p, stub, runtime, progress=None, fault=None):
     services = stub.services
     with RemoteTask(p.pid) as task:
         rseq = pt.get_rseq_configuration(p.pid)
@@ -336,16 +339,43 @@ def rebuild(plan, p, stub, runtime, progress=None):
         mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked])
         mem.create_vmas()
         mem.fill_pages(progress)
+        if fault == "rebuild":
+            raise RestoreError("failure injected while rebuilding (test)")
         mem.finish()
         place_vdso(task, p, parked)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, services["exe"])
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
+        for tid, thread_core in p.thread_cores.items():
+            create_thread(task, scratch, p.pid, tid)
+            with RemoteTask(p.pid, tid, task.gadget) as thread:
+                core.restore_thread(thread, scratch, p.pid, tid, thread_core)
         _seal_memfds(task, plan, services)
         for fd in _service_fds(services):
             task.syscall("close", fd)
         core.restore_creds(task, scratch, p.pid, p.pid, p.core.thread_core.creds)
     return mem.pages_restored
+
+
+CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)
+# CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
+
+
+def create_thread(task, scratch, pid, tid):
+    """A thread with its dumped TID, by clone3 injected into the leader.
+    Traced clones start stopped (PTRACE_O_TRACECLONE), so the new thread
+    never runs a single instruction of its own before release()."""
+    tids = scratch + 256
+    task.write(tids, tid.to_bytes(4, "little"))
+    args = b"".join(v.to_bytes(8, "little") for v in (
+        CLONE_THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, tids, 1, 0))
+    task.write(scratch, args)
+    got = task.syscall("clone3", scratch, len(args))
+    if got != tid:
+        raise RestoreError(f"PID {pid}: thread {tid} came back as {got}")
+    kind, sig = pt.stop_kind(pt.wait(tid))
+    if kind != "event-stop":
+        raise RestoreError(f"PID {pid}: new thread {tid} did not stop ({kind} {sig})")
 
 
 def _service_fds(services):
@@ -403,15 +433,18 @@ def place_vdso(task, p, parked):
 
 def release(p):
     core.set_registers(p.pid, p.core, p.core.tc.blk_sigset)
+    for tid, thread_core in p.thread_cores.items():
+        core.set_registers(tid, thread_core, thread_core.thread_core.blk_sigset)
     if p.core.tc.task_state == core.TASK_STOPPED:
         os.kill(p.pid, p.core.tc.stop_signo or signal.SIGSTOP)
-    pt.detach(p.pid)
+    for tid in [p.pid, *p.thread_cores]:
+        pt.detach(tid)
 
 
 # ---- the whole sequence ------------------------------------------------------
 
 def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobes=False,
-            show_progress=False):
+            show_progress=False, fault=None):
     """Restore the tree in images_dir. Returns a RestoreResult; without
     ``detach`` it waits for the root to exit and reports its status."""
     started = time.perf_counter()
@@ -431,7 +464,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
     try:
         take_over(stub)
         with _progress(p.pagemap.present_pages, show_progress) as bar:
-            pages = rebuild(plan, p, stub, runtime, bar.update)
+            pages = rebuild(plan, p, stub, runtime, bar.update, fault)
         release(p)
     except BaseException:
         log.error("Restore failed; removing PID %d", p.pid)

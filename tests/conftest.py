@@ -94,13 +94,19 @@ def child_subreaper():
 
 
 class Target:
-    """A running test target: stdin /dev/null, stdout+stderr to a file."""
+    """A test target: stdin /dev/null, stdout+stderr to a file, its own
+    session (a restore without --shell-job wants a session leader).
 
-    def __init__(self, binary, args, workdir, env=None):
+    It is followed by PID, not by its Popen object: after a dump and a
+    restore, the process with that PID is a new one, which comes to the
+    tests as an orphan (they are the child subreaper) and is reaped here."""
+
+    def __init__(self, binary, args, workdir):
         self.out_path = pathlib.Path(workdir) / f"{pathlib.Path(binary).name}.out"
         out = open(self.out_path, "wb")
         self.proc = subprocess.Popen([str(binary), *map(str, args)], stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=subprocess.STDOUT, env=env)
+                                     stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         out.close()
         self.pid = self.proc.pid
         self.info = {}
@@ -123,21 +129,48 @@ class Target:
     def address(self, key):
         return int(self.info[key], 16)
 
-    def check(self, timeout=20):
+    def wait(self, timeout=20):
+        """Reap the process with our PID; its exit code (-N for signal N)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.proc.returncode  # reaped already
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return self.proc.returncode
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.005)
+
+    def alive(self):
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    def check(self, timeout=20, expect_code=0):
         """Ask the target to verify itself; return its verdict output."""
         os.kill(self.pid, CHECK_SIGNAL)
         try:
-            code = self.proc.wait(timeout)
+            code = self.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"target did not finish its check:\n{self.output()}")
         text = self.output()
-        assert code == 0 and "PASS" in text, f"target check failed ({code}):\n{text}"
+        assert code == expect_code and "PASS" in text, f"target check failed ({code}):\n{text}"
         return text
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
         reap_orphans()
 
 

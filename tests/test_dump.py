@@ -211,7 +211,7 @@ def test_dump_kills_the_tree_by_default(start_target, tmp_path):
     t = start_target("simple")
     result = dump_cli(t.pid, tmp_path / "images")
     assert result.returncode == 0, result.stderr.decode()
-    assert t.proc.wait(10) == -signal.SIGKILL
+    assert t.wait(10) == -signal.SIGKILL
     assert ImageDir(tmp_path / "images").inventory().img_version == 2
 
 
@@ -345,7 +345,7 @@ def test_dump_of_a_process_tree(start_target, tmp_path):
     assert sorted(d.keys("PAGEMAP")) == sorted(pid for pid, _, _ in tree)
     assert len(d.keys("PAGES")) == 4
     # dumped and killed, all of them
-    assert t.proc.wait(10) == -signal.SIGKILL
+    assert t.wait(10) == -signal.SIGKILL
     for pid in (a, b, grandchild):
         deadline = time.monotonic() + 10
         while proc.exists(pid) and not proc.is_zombie(pid) and time.monotonic() < deadline:

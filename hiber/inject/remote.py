@@ -79,6 +79,7 @@ class RemoteTask:
         self._saved_affinity = None
         self._own_affinity = None
         self._scratch = []
+        self.cloned = []  # TIDs created by clone calls run here (PTRACE_O_TRACECLONE)
 
     def __enter__(self):
         if self.gadget is None:
@@ -152,8 +153,12 @@ class RemoteTask:
             regs[pt.GPREG[reg]] = (args[i] if i < len(args) else 0) & ((1 << 64) - 1)
         pt.set_regs(self.tid, regs)
         pt.singlestep(self.tid)
-        status = pt.wait(self.tid)
-        kind, sig = pt.stop_kind(status)
+        kind, sig = pt.stop_kind(pt.wait(self.tid))
+        while kind == "clone-event":
+            # a traced clone stops the caller once more, before it returns
+            self.cloned.append(pt.event_message(self.tid))
+            pt.singlestep(self.tid)
+            kind, sig = pt.stop_kind(pt.wait(self.tid))
         if kind != "signal-stop" or sig != 5:
             raise InjectionError(f"TID {self.tid} did not come back from {name}(): "
                                  f"{kind} {sig}")

@@ -17,6 +17,8 @@ PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
 PTRACE_GET_THREAD_AREA = 25
 PTRACE_SET_THREAD_AREA = 26
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETREGSET = 0x4204
 PTRACE_SETREGSET = 0x4205
 PTRACE_SEIZE = 0x4206
@@ -30,6 +32,9 @@ PTRACE_SECCOMP_GET_METADATA = 0x420d
 PTRACE_GET_RSEQ_CONFIGURATION = 0x420f
 
 PTRACE_O_TRACESYSGOOD = 1
+PTRACE_O_TRACECLONE = 8
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_STOP = 128
 PTRACE_PEEKSIGINFO_SHARED = 1
 
@@ -57,6 +62,16 @@ def seize(tid, options=0):
 
 def interrupt(tid):
     ptrace(PTRACE_INTERRUPT, tid)
+
+
+def set_options(tid, options):
+    ptrace(PTRACE_SETOPTIONS, tid, 0, options)
+
+
+def event_message(tid):
+    msg = ctypes.c_ulong()
+    ptrace(PTRACE_GETEVENTMSG, tid, 0, ctypes.addressof(msg))
+    return msg.value
 
 
 def detach(tid, sig=0):
@@ -194,4 +209,6 @@ def stop_kind(status):
     sig = os.WSTOPSIG(status)
     if status >> 16 == PTRACE_EVENT_STOP:
         return "event-stop", sig
+    if status >> 16 == PTRACE_EVENT_CLONE:
+        return "clone-event", sig
     return "signal-stop", sig

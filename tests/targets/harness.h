@@ -34,7 +34,7 @@ static void harness_init(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
-static void ready(const char *fmt, ...)
+static __attribute__((unused)) void ready(const char *fmt, ...)
 {
 	va_list ap;
 	printf("READY pid=%d ", getpid());
@@ -47,7 +47,7 @@ static void ready(const char *fmt, ...)
 
 /* Only the main thread may take the check signal: call around creating
  * threads, which inherit the blocked mask. */
-static void block_check_signal(int block)
+static __attribute__((unused)) void block_check_signal(int block)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -57,7 +57,7 @@ static void block_check_signal(int block)
 
 /* Sleep in pause() until the test asks for the check: the process sits in
  * a restartable syscall when it is dumped. */
-static void wait_for_check(void)
+static __attribute__((unused)) void wait_for_check(void)
 {
 	while (!check_requested)
 		pause();

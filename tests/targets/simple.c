@@ -1,5 +1,6 @@
 /* A small target with one optional extra: "socket" (a socketpair),
- * "eventfd", "io_uring" (a mapped ring) or nothing. */
+ * "eventfd", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
+ * passing check) or nothing. */
 #include "harness.h"
 
 #include <sys/eventfd.h>
@@ -28,5 +29,9 @@ int main(int argc, char **argv)
 	ready("extra=%s fd=%d", argc > 1 ? argv[1] : "none", sv[0]);
 	wait_for_check();
 	expect(counter == 12345, "counter changed");
+	if (argc > 1 && !strcmp(argv[1], "exit42")) {
+		report();
+		return 42;
+	}
 	return report();
 }

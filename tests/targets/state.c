@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -35,6 +36,31 @@ static int same(const unsigned char *p, size_t n, int salt)
 		if (p[i] != pattern(i, salt))
 			return 0;
 	return 1;
+}
+
+static int vmflags_of(void *addr, const char *flag)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/smaps", "r");
+	unsigned long a = (unsigned long)addr;
+	int inside = 0, found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = s <= a && a < e;
+		else if (inside && !strncmp(line, "VmFlags:", 8))
+			found = strstr(line, flag) != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
+/* 4 KiB of stack per level: 256 levels grow the stack by 1 MiB */
+static int depth_sum(int depth)
+{
+	volatile char frame[4096];
+	frame[0] = 1;
+	return depth ? frame[0] + depth_sum(depth - 1) : 0;
 }
 
 static void on_usr1(int sig) { (void)sig; }
@@ -86,6 +112,11 @@ int main(int argc, char **argv)
 	fill(anon, ANON_PAGES * PAGE, 7);
 	madvise(anon + 5 * PAGE, PAGE, MADV_GUARD_INSTALL);
 	unsigned char *none = mmap(NULL, 3 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char *huge = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	madvise(huge, 4 << 20, MADV_HUGEPAGE);
+	madvise(huge, 4 << 20, MADV_DONTDUMP);
+	fill(huge, PAGE, 13);
 	unsigned char *ro = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	fill(ro, 2 * PAGE, 11);
@@ -168,6 +199,9 @@ int main(int argc, char **argv)
 		usleep(20000);
 	}
 
+	struct timespec mono_before;
+	clock_gettime(CLOCK_MONOTONIC, &mono_before);
+	pid_t pid_before = getpid();
 	ready("anon=%p none=%p ro=%p fpriv=%p fshared=%p shanon=%p memfd=%p "
 	      "pos_fd=%d append_fd=%d null_fd=%d pipe_r=%d fifo_r=%d",
 	      anon, none, ro, fpriv, fshared, shanon, mfd, pos_fd, append_fd, null_fd,
@@ -185,6 +219,35 @@ int main(int argc, char **argv)
 	char perms[5] = "";
 	expect(perms_of(none, perms) && !strcmp(perms, "---p"), "PROT_NONE area is %s", perms);
 	expect(perms_of(ro, perms) && !strcmp(perms, "r--p"), "read-only area is %s", perms);
+	expect(same(huge, PAGE, 13), "huge-page area changed");
+	expect(vmflags_of(huge, " hg") && vmflags_of(huge, " dd"), "madvise flags lost");
+
+	/* the heap and the stack still grow */
+	char *top = sbrk(0);
+	expect(sbrk(8 << 20) == top, "heap does not grow");
+	memset(top, 1, 8 << 20);
+	expect(depth_sum(256) == 256, "deep recursion");
+	void *blocks[1000];
+	for (int i = 0; i < 1000; i++)
+		blocks[i] = malloc(1000 + i);
+	for (int i = 0; i < 1000; i++)
+		free(blocks[i]);
+
+	/* the vdso answers, with sane values */
+	struct timespec mono, real;
+	struct timeval tv;
+	expect(clock_gettime(CLOCK_MONOTONIC, &mono) == 0 && mono.tv_sec >= mono_before.tv_sec,
+	       "clock_gettime(CLOCK_MONOTONIC) went back");
+	expect(clock_gettime(CLOCK_REALTIME, &real) == 0 && real.tv_sec > 1700000000,
+	       "clock_gettime(CLOCK_REALTIME)");
+	expect(gettimeofday(&tv, NULL) == 0 && tv.tv_sec > 1700000000, "gettimeofday");
+	expect(time(NULL) > 1700000000, "time");
+	expect(sched_getcpu() >= 0, "getcpu");
+
+	/* the same process, its own session and group */
+	expect(getpid() == pid_before, "pid changed");
+	expect(getsid(0) == getpid() && getpgrp() == getpid(), "session %d group %d",
+	       getsid(0), getpgrp());
 
 	/* files */
 	expect(lseek(pos_fd, 0, SEEK_CUR) == 5, "file position");

@@ -1,0 +1,212 @@
+"""hiber restore: targets are checkpointed (and killed), restored, then asked
+to verify their own state."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, TARGETS_BIN, run_hiber
+from hiber.images.imagedir import ImageDir
+from hiber.images import vma as V
+from hiber.kernel import proc
+
+
+def dump(t, images, *extra):
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log", *extra)
+    assert result.returncode == 0, result.stderr.decode()
+    if "-R" not in extra:
+        assert t.wait(10) == -signal.SIGKILL
+
+
+def restore(images, *extra):
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
+    assert result.returncode == 0, result.stderr.decode() + \
+        (images / "restore.log").read_text()[-2000:]
+    return result
+
+
+def checkpoint_restore(t, images, dump_extra=(), restore_extra=()):
+    dump(t, images, *dump_extra)
+    restore(images, *restore_extra)
+    assert t.alive(), f"PID {t.pid} is not back"
+    status = proc.status(t.pid)
+    assert status["TracerPid"] == "0" and status["State"][0] in "SR"
+    return t
+
+
+@pytest.fixture
+def work(tmp_path):
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("threads", ["nothread", "threaded"])
+def test_state_survives(start_target, work, tmp_path, threads):
+    t = start_target("state", work, threads)
+    checkpoint_restore(t, tmp_path / "images")
+    # it is reparented to the tests (child subreaper), not left under hiber
+    assert proc.stat(t.pid).ppid == os.getpid()
+    t.check()
+
+
+def test_registers_and_vector_state(start_target, tmp_path):
+    t = start_target("regs")
+    checkpoint_restore(t, tmp_path / "images")
+    t.check()
+
+
+def test_threads_blocked_in_syscalls_resume(start_target, tmp_path):
+    t = start_target("blocked")
+    tids = sorted(int(t.info[k]) for k in ("reader", "sleeper", "pauser", "futex"))
+    checkpoint_restore(t, tmp_path / "images")
+    assert sorted(proc.thread_ids(t.pid)) == sorted([t.pid, *tids])
+    t.check(timeout=30)
+
+
+def test_timers_keep_firing(start_target, tmp_path):
+    t = start_target("timers")
+    checkpoint_restore(t, tmp_path / "images")
+    timers = proc.read_text(t.pid, "timers")
+    assert f"ID: {t.info['timer']}" in timers
+    t.check()
+
+
+@pytest.mark.timeout(240)
+def test_large_memory_checksum(start_target, tmp_path):
+    t = start_target("bigsum")
+    checkpoint_restore(t, tmp_path / "images")
+    t.check(timeout=60)
+
+
+def test_exit_code_is_forwarded_when_not_detached(start_target, tmp_path):
+    t = start_target("simple", "exit42")
+    images = tmp_path / "images"
+    dump(t, images)
+    pidfile = tmp_path / "pid"
+    hiber = subprocess.Popen([sys.executable, "-m", "hiber", "restore", "-D", str(images),
+                              "--pidfile", str(pidfile)], cwd=REPO, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pidfile.read_text() == str(t.pid)  # no newline, as criu writes it
+        os.kill(t.pid, signal.SIGRTMIN + 1)
+        assert hiber.wait(30) == 42, hiber.stderr.read().decode()
+    finally:
+        hiber.kill()
+        hiber.wait()
+    assert "PASS" in t.output()
+
+
+def test_killed_root_gives_128_plus_signal(start_target, tmp_path):
+    t = start_target("simple")
+    images = tmp_path / "images"
+    dump(t, images)
+    pidfile = tmp_path / "pid"
+    hiber = subprocess.Popen([sys.executable, "-m", "hiber", "restore", "-D", str(images),
+                              "--pidfile", str(pidfile)], cwd=REPO, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(t.pid, signal.SIGTERM)
+        assert hiber.wait(30) == 128 + signal.SIGTERM
+    finally:
+        hiber.kill()
+        hiber.wait()
+
+
+def test_dump_restore_dump_restore(start_target, work, tmp_path):
+    """The second dump sees nothing of hiber's machinery in the process."""
+    t = start_target("state", work, "nothread")
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    checkpoint_restore(t, first)
+    checkpoint_restore(t, second)
+    a, b = ImageDir(first), ImageDir(second)
+
+    def layout(d):
+        return [(v.start, v.end, v.prot, v.flags, v.status & ~V.VMA_AREA_MEMFD)
+                for v in d.read_one("MM", t.pid).vmas]
+
+    assert layout(a) == layout(b)
+    fds = [(e.fd, e.type, e.flags) for e in a.read("FDINFO", a.read_one("IDS", t.pid).files_id)]
+    assert fds == [(e.fd, e.type, e.flags)
+                   for e in b.read("FDINFO", b.read_one("IDS", t.pid).files_id)]
+    assert a.pagemap(t.pid).present_pages == b.pagemap(t.pid).present_pages
+    t.check()
+
+
+# ---- refusals: one line, exit code 1, no process created --------------------
+
+def refused(images, words, *extra):
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
+    assert result.returncode == 1, result.stderr.decode()
+    message = result.stderr.decode()
+    assert message.count("\n") == 1 and words in message, message
+    assert "Restoring FAILED" in (images / "restore.log").read_text().splitlines()[-1]
+    return message
+
+
+def test_refuses_a_pid_in_use(start_target, tmp_path):
+    t = start_target("simple")
+    images = tmp_path / "images"
+    dump(t, images, "-R")
+    refused(images, f"PID {t.pid} is already in use")
+    t.check()
+
+
+def test_refuses_a_mapped_file_that_changed_size(start_target, work, tmp_path):
+    t = start_target("state", work, "nothread")
+    images = tmp_path / "images"
+    dump(t, images)
+    with open(work / "data.bin", "ab") as f:
+        f.write(b"more")
+    refused(images, "data.bin changed size since the dump")
+    assert not proc.exists(t.pid)
+
+
+def test_refuses_uprobes_images_without_the_option(start_target, tmp_path):
+    t = start_target("simple")
+    images = tmp_path / "images"
+    dump(t, images)
+    inventory = ImageDir(images).inventory()
+    inventory.allow_uprobes = True
+    ImageDir(images).write("INVENTORY", None, [inventory])
+    message = refused(images, "")
+    assert message == ("hiber: Images were dumped with --allow-uprobes: make sure the same "
+                       "uprobes are active, then restore with --allow-uprobes\n")
+    assert not proc.exists(t.pid)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_refuses_a_damaged_image(start_target, tmp_path, damage):
+    t = start_target("simple")
+    images = tmp_path / "images"
+    dump(t, images)
+    mm = images / f"mm-{t.pid}.img"
+    data = mm.read_bytes()
+    mm.write_bytes(data[:len(data) // 2] if damage == "truncate"
+                   else data[:12] + b"\xff" * (len(data) - 12))
+    refused(images, f"mm-{t.pid}.img")
+    assert not proc.exists(t.pid)
+
+
+def test_failed_restore_leaves_nothing_behind(start_target, work, tmp_path):
+    """A failure after the stub exists (injected while its memory is being
+    rebuilt) must kill and reap it."""
+    t = start_target("state", work, "nothread")
+    images = tmp_path / "images"
+    dump(t, images)
+    result = run_hiber("restore", "-D", images, "-d", env={"HIBER_FAULT": "rebuild"})
+    assert result.returncode == 1 and result.stderr.count(b"\n") == 1
+    assert not proc.exists(t.pid), "a half-made process was left behind"
+    restore(images)  # and the images are still good
+    t.check()

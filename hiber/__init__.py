@@ -1,20 +1,25 @@
 """hiber: checkpoint/restore of live Linux process trees, in CRIU's image format.
 
     import hiber
-    result = hiber.dump(pid, "/tmp/images", leave_running=True)
-    print(result.pids, result.pages_written, result.times)
+    done = hiber.dump(pid, "/tmp/images", leave_running=False)
+    back = hiber.restore("/tmp/images", detach=True)
+    print(back.pids, back.pages_restored, back.times)
 
-Errors are hiber.errors.HiberError (and its subclasses), with a one-line
-message that names the pid, fd, file or address concerned.
+Errors are hiber.HiberError (and its subclasses), with a one-line message
+that names the pid, fd, file or address concerned.
 """
 
 __version__ = "0.1.0"
 
-# The submodules hiber/dump.py is imported here once, so that the package
-# attribute hiber.dump is the function below and stays so (importing a
-# submodule later would otherwise rebind the name to the module).
+# The submodules hiber/dump.py and hiber/restore.py are imported here once,
+# so that the package attributes hiber.dump and hiber.restore are the
+# functions below and stay so (importing a submodule later would otherwise
+# rebind the name to the module).
 from . import dump as _dump_module  # noqa: E402
+from . import restore as _restore_module  # noqa: E402
 from .errors import HiberError, ImageError, UsageError  # noqa: E402,F401
 
 dump = _dump_module.dump
 DumpResult = _dump_module.DumpResult
+restore = _restore_module.restore
+RestoreResult = _restore_module.RestoreResult

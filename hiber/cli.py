@@ -280,6 +280,27 @@ def cmd_restore(args):
     return 128 - status if status < 0 else status
 
 
+def cmd_check(args):
+    from .kernel import probes
+    if args.feature:
+        unknown = [f for f in args.feature if f not in probes.BY_NAME]
+        if unknown:
+            raise UsageError(f"unknown feature {unknown[0]!r}; known: "
+                             + ", ".join(sorted(probes.BY_NAME)))
+    results = probes.run(args.feature)
+    for probe, ok, detail in results:
+        if ok:
+            print(f"{probe.name:<26} ok       {detail}")
+        else:
+            print(f"{probe.name:<26} MISSING  {detail} -> {probe.consequence}")
+    if args.feature:
+        return 0 if all(ok for _, ok, _ in results) else 1
+    essential = ("ptrace_seize", "clone3_set_tid", "pr_set_mm_map", "xstate")
+    missing = [p.name for p, ok, _ in results if not ok and p.name in essential]
+    print("Looks good." if not missing else f"hiber cannot work here: {', '.join(missing)}")
+    return 0 if not missing else 1
+
+
 RESTORE_EPILOG = """uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
 breakpoint instructions (int3) in them. Restoring them needs --allow-uprobes
 again: with it you promise that the same uprobes are active when the process
@@ -328,6 +349,14 @@ def build_parser():
                         "for the root and exit with its status")
     p.add_argument("-S", "--restore-sibling", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("check", help="check that this kernel has what hiber needs")
+    p.add_argument("--feature", action="append",
+                   help="check one feature (criu's names where they exist); exit 0 only "
+                        "when it works here")
+    p.add_argument("--no-default-config", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbosity", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("show", help="summarise an image dir, or show one image file readably")
     p.add_argument("path", help="image directory or image file")

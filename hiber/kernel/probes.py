@@ -1,0 +1,235 @@
+"""Feature probes: does this kernel have what hiber needs? (``hiber check``)
+
+Each probe tries the real thing, on a child process of its own where it
+needs one, and says what is lost when it is missing. Names follow
+``criu check --feature`` where criu has the feature.
+"""
+
+import ctypes
+import errno
+import mmap
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from . import ptrace as pt
+from .sys import (KCMP_VM, address_of, kcmp, libc, pidfd_getfd, pidfd_open,
+                  process_vm_readv, syscall)
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    consequence: str  # what does not work without it
+    run: object       # callable(child_pid) -> detail text; raises on failure
+
+
+class ProbeFailed(Exception):
+    pass
+
+
+def _seize(child):
+    pt.seize(child)
+    pt.interrupt(child)
+    kind, _ = pt.stop_kind(pt.wait(child))
+    pt.detach(child)
+    if kind != "event-stop":
+        raise ProbeFailed(f"unexpected stop {kind}")
+    return "PTRACE_SEIZE + PTRACE_INTERRUPT"
+
+
+def _vm_readv(child):
+    buf = bytearray(8)
+    marker = ctypes.c_uint64(0x1234)  # the child is a fork: same address
+    if process_vm_readv(child, [(address_of(buf), 8)], [(ctypes.addressof(marker), 8)]) != 8:
+        raise ProbeFailed("short read")
+    return "6-8 GiB/s bulk reads"
+
+
+def _pidfd(child):
+    fd = pidfd_open(child)
+    try:
+        os.close(pidfd_getfd(fd, 0))
+    finally:
+        os.close(fd)
+    return "pidfd_open + pidfd_getfd"
+
+
+def _clone3_set_tid(child):
+    from .clone import fork_with_pid
+    wanted = 300
+    while os.path.exists(f"/proc/{wanted}"):
+        wanted += 1
+    pid = fork_with_pid(wanted)
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    if pid != wanted:
+        raise ProbeFailed(f"got PID {pid} instead of {wanted}")
+    return "processes and threads get their dumped PIDs"
+
+
+def _rseq_conf(child):
+    pt.seize(child)
+    pt.interrupt(child)
+    pt.wait(child)
+    try:
+        pt.get_rseq_configuration(child)
+    finally:
+        pt.detach(child)
+    return "PTRACE_GET_RSEQ_CONFIGURATION"
+
+
+def _pagemap_scan(child, category=1 << 3):
+    from .pagescan import ScanUnsupported, scan
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        page = mmap.mmap(-1, 4096)
+        page[0] = 1
+        start = address_of(page)
+        try:
+            list(scan(fd, start, start + 4096, required=category, report=category))
+        except ScanUnsupported as e:
+            raise ProbeFailed(str(e)) from None
+        finally:
+            page.close()
+    finally:
+        os.close(fd)
+    return "pages chosen by the kernel, ~3 ms per GiB"
+
+
+def _guard_pages(child):
+    _pagemap_scan(child, 1 << 8)  # PAGE_IS_GUARD
+    return "MADV_GUARD_INSTALL regions are found and restored"
+
+
+def _set_mm_map(child):
+    size = ctypes.c_uint()
+    # PR_SET_MM, PR_SET_MM_MAP_SIZE: asks the size of struct prctl_mm_map
+    if libc.prctl(35, 15, ctypes.byref(size), 0, 0) != 0 or size.value != 104:
+        raise ProbeFailed(f"PR_SET_MM_MAP_SIZE: {os.strerror(ctypes.get_errno())}")
+    return "mm fields, auxv and exe file restored in one call"
+
+
+def _timer_ids(child):
+    # PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET
+    if libc.prctl(77, 2, 0, 0, 0) < 0:
+        raise ProbeFailed(os.strerror(ctypes.get_errno()))
+    return "POSIX timers get their dumped ids"
+
+
+def _kcmp(child):
+    kcmp(os.getpid(), child, KCMP_VM)
+    return "shared objects between processes are recognised"
+
+
+def _seccomp_filters(child):
+    pt.seize(child)
+    pt.interrupt(child)
+    pt.wait(child)
+    try:
+        try:
+            pt.seccomp_filter(child, 0)
+        except OSError as e:
+            # EINVAL: the child is not in filter mode, ENOENT: no such filter;
+            # both mean the request is known (an unknown one gives EIO)
+            if e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+    finally:
+        pt.detach(child)
+    return "PTRACE_SECCOMP_GET_FILTER"
+
+
+def _memfd(child):
+    os.close(os.memfd_create("hiber-probe"))
+    return "memfd objects restored as memfds"
+
+
+def _timens(child):
+    if not os.path.exists("/proc/self/ns/time"):
+        raise ProbeFailed("no time namespaces")
+    return "time namespaces exist"
+
+
+def _uprobes(child):
+    if not os.path.exists("/sys/bus/event_source/devices/uprobe/type"):
+        raise ProbeFailed("no uprobe PMU")
+    return "uprobes (see --allow-uprobes)"
+
+
+def _xstate(child):
+    from .cpu import xstate_layout
+    layout = xstate_layout()
+    return "components " + ", ".join(f"{k}@{v[0]}" for k, v in sorted(layout.items()))
+
+
+def _soft_dirty(child):
+    # the config decides: with MEM_SOFT_DIRTY off, clear_refs accepts 4 and
+    # does nothing (kernel-facts), so an error is no answer
+    try:
+        import gzip
+        with gzip.open("/proc/config.gz", "rt") as f:
+            if "CONFIG_MEM_SOFT_DIRTY=y" in f.read():
+                return "soft-dirty bits"
+    except OSError:
+        pass
+    raise ProbeFailed("CONFIG_MEM_SOFT_DIRTY is off (incremental dumps would use "
+                      "userfaultfd write-protection)")
+
+
+def _uffd(child):
+    fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
+    os.close(fd)
+    return "userfaultfd()"
+
+
+PROBES = [
+    Probe("ptrace_seize", "no dump at all", _seize),
+    Probe("process_vm_readv", "memory is read through /proc/PID/mem, slower", _vm_readv),
+    Probe("pidfd_getfd", "no pipe data, no file owners", _pidfd),
+    Probe("clone3_set_tid", "no restore: PIDs cannot be chosen", _clone3_set_tid),
+    Probe("get_rseq_conf", "rseq registrations are lost", _rseq_conf),
+    Probe("pagemap_scan", "pages are chosen from pagemap in Python, slower", _pagemap_scan),
+    Probe("pagemap_scan_guard_pages", "guard regions are not dumped", _guard_pages),
+    Probe("pr_set_mm_map", "no restore of mm fields and exe link", _set_mm_map),
+    Probe("timer_restore_ids", "POSIX timers come back only if their ids are 0, 1, 2...",
+          _timer_ids),
+    Probe("kcmp", "shared fds/memory between processes are not recognised", _kcmp),
+    Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
+    Probe("memfd", "memfd mappings cannot be restored", _memfd),
+    Probe("timens", "time namespaces are not available", _timens),
+    Probe("uprobes", "nothing: only processes that use uprobes need it", _uprobes),
+    Probe("xstate", "FPU/vector registers cannot be laid out", _xstate),
+    Probe("mem_dirty_track", "no soft-dirty tracking for incremental dumps", _soft_dirty),
+    Probe("uffd", "no lazy restore", _uffd),
+]
+BY_NAME = {p.name: p for p in PROBES}
+
+
+def _child():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            os._exit(0)
+    return pid
+
+
+def run(names=None):
+    """[(Probe, ok, detail)] for the named probes (default: all)."""
+    probes = [BY_NAME[n] for n in names] if names else PROBES
+    child = _child()
+    results = []
+    try:
+        for probe in probes:
+            try:
+                results.append((probe, True, probe.run(child)))
+            except (OSError, ProbeFailed, ValueError) as e:
+                results.append((probe, False, str(e)))
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    return results

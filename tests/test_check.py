@@ -1,0 +1,31 @@
+"""hiber check: every probe runs; --feature exits 0 only when it works."""
+
+from conftest import run_hiber
+
+
+def test_check_lists_every_probe():
+    from hiber.kernel.probes import PROBES
+    result = run_hiber("check", check=True)
+    lines = result.stdout.decode().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == [p.name for p in PROBES]
+    assert lines[-1] == "Looks good."
+    for line in lines[:-1]:
+        assert line.split()[1] in ("ok", "MISSING")
+        if "MISSING" in line:
+            assert " -> " in line  # says what is lost
+
+
+def test_feature_that_works_here_exits_0():
+    for feature in ("clone3_set_tid", "pagemap_scan", "get_rseq_conf", "seccomp_filters"):
+        assert run_hiber("check", "--feature", feature).returncode == 0, feature
+
+
+def test_feature_missing_here_exits_1():
+    # these machines run without CONFIG_MEM_SOFT_DIRTY (kernel-facts)
+    result = run_hiber("check", "--feature", "mem_dirty_track")
+    assert result.returncode == 1 and b"MISSING" in result.stdout
+
+
+def test_unknown_feature_is_one_line():
+    result = run_hiber("check", "--feature", "no-such-thing")
+    assert result.returncode == 1 and result.stderr.count(b"\n") == 1

@@ -83,32 +83,9 @@ def test_large_memory_checksum(start_target, tmp_path):
     t.check(timeout=60)
 
 
-def test_exit_code_is_forwarded_when_not_detached(start_target, tmp_path):
-    t = start_target("simple", "exit42")
-    images = tmp_path / "images"
-    dump(t, images)
-    pidfile = tmp_path / "pid"
-    hiber = subprocess.Popen([sys.executable, "-m", "hiber", "restore", "-D", str(images),
-                              "--pidfile", str(pidfile)], cwd=REPO, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert pidfile.read_text() == str(t.pid)  # no newline, as criu writes it
-        os.kill(t.pid, signal.SIGRTMIN + 1)
-        assert hiber.wait(30) == 42, hiber.stderr.read().decode()
-    finally:
-        hiber.kill()
-        hiber.wait()
-    assert "PASS" in t.output()
-
-
-def test_killed_root_gives_128_plus_signal(start_target, tmp_path):
-    t = start_target("simple")
-    images = tmp_path / "images"
-    dump(t, images)
-    pidfile = tmp_path / "pid"
+def restore_attached(t, images, pidfile, send):
+    """hiber restore without -d: once the pidfile names the process, send it
+    a signal; return hiber's exit code."""
     hiber = subprocess.Popen([sys.executable, "-m", "hiber", "restore", "-D", str(images),
                               "--pidfile", str(pidfile)], cwd=REPO, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,11 +93,26 @@ def test_killed_root_gives_128_plus_signal(start_target, tmp_path):
         deadline = time.monotonic() + 30
         while not pidfile.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        os.kill(t.pid, signal.SIGTERM)
-        assert hiber.wait(30) == 128 + signal.SIGTERM
+        assert pidfile.read_text() == str(t.pid)  # no newline, as criu writes it
+        os.kill(t.pid, send)
+        return hiber.wait(30)
     finally:
         hiber.kill()
         hiber.wait()
+
+
+def test_exit_code_is_forwarded_when_not_detached(start_target, tmp_path):
+    t = start_target("simple", "exit42")
+    dump(t, tmp_path / "images")
+    assert restore_attached(t, tmp_path / "images", tmp_path / "pid", signal.SIGRTMIN + 1) == 42
+    assert "PASS" in t.output()
+
+
+def test_killed_root_gives_128_plus_signal(start_target, tmp_path):
+    t = start_target("simple")
+    dump(t, tmp_path / "images")
+    code = restore_attached(t, tmp_path / "images", tmp_path / "pid", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
 
 
 def test_dump_restore_dump_restore(start_target, work, tmp_path):

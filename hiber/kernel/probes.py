@@ -5,6 +5,7 @@ needs one, and says what is lost when it is missing. Names follow
 ``criu check --feature`` where criu has the feature.
 """
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -29,14 +30,23 @@ class ProbeFailed(Exception):
     pass
 
 
-def _seize(child):
+@contextlib.contextmanager
+def _stopped(child):
+    """The child in a ptrace stop for the time of the with block."""
     pt.seize(child)
-    pt.interrupt(child)
-    kind, _ = pt.stop_kind(pt.wait(child))
-    pt.detach(child)
-    if kind != "event-stop":
-        raise ProbeFailed(f"unexpected stop {kind}")
-    return "PTRACE_SEIZE + PTRACE_INTERRUPT"
+    try:
+        pt.interrupt(child)
+        kind, _ = pt.stop_kind(pt.wait(child))
+        if kind != "event-stop":
+            raise ProbeFailed(f"unexpected stop {kind}")
+        yield
+    finally:
+        pt.detach(child)
+
+
+def _seize(child):
+    with _stopped(child):
+        return "PTRACE_SEIZE + PTRACE_INTERRUPT"
 
 
 def _vm_readv(child):
@@ -71,13 +81,8 @@ def _clone3_set_tid(child):
 
 
 def _rseq_conf(child):
-    pt.seize(child)
-    pt.interrupt(child)
-    pt.wait(child)
-    try:
+    with _stopped(child):
         pt.get_rseq_configuration(child)
-    finally:
-        pt.detach(child)
     return "PTRACE_GET_RSEQ_CONFIGURATION"
 
 
@@ -125,10 +130,7 @@ def _kcmp(child):
 
 
 def _seccomp_filters(child):
-    pt.seize(child)
-    pt.interrupt(child)
-    pt.wait(child)
-    try:
+    with _stopped(child):
         try:
             pt.seccomp_filter(child, 0)
         except OSError as e:
@@ -136,8 +138,6 @@ def _seccomp_filters(child):
             # both mean the request is known (an unknown one gives EIO)
             if e.errno not in (errno.EINVAL, errno.ENOENT):
                 raise
-    finally:
-        pt.detach(child)
     return "PTRACE_SECCOMP_GET_FILTER"
 
 

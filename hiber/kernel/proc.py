@@ -30,13 +30,7 @@ def _path(pid, name, tid=None):
 
 
 def read_text(pid, name, tid=None):
-    try:
-        with open(_path(pid, name, tid)) as f:
-            return f.read()
-    except FileNotFoundError:
-        raise NoSuchProcess(pid) from None
-    except ProcessLookupError:
-        raise NoSuchProcess(pid) from None
+    return read_bytes(pid, name, tid).decode(errors="surrogateescape")
 
 
 def read_bytes(pid, name, tid=None):

@@ -88,7 +88,11 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
         check_tree(tree, allow_uprobes)
         collected = []
         next_pages_id = 1
+        zombies = {p.pid: core.zombie_core(p.pid) for p in tree.processes.values()
+                   if p.zombie}
         for p in tree.processes.values():
+            if p.zombie:
+                continue
             c = collect_process(tree, p, file_table, ids, seccomp, shell_job,
                                 allow_uprobes, fault)
             # CRIU numbers a process's shared objects before its own pages (§1.7)
@@ -103,7 +107,7 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
         pages_written = write_memory(images, collected, file_table.shmem, fault, show_progress)
         clock.stop("memdump")
         clock.start("memwrite")
-        write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes)
+        write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
         clock.stop("memwrite")
         _inject_fault(fault, "written")
     except BaseException:
@@ -144,7 +148,7 @@ def check_tree(tree, allow_uprobes):
     """Refuse early what cannot be dumped, before touching anything."""
     for p in tree.processes.values():
         if p.zombie:
-            raise HiberError(f"PID {p.pid} is a zombie; dumping zombies is not supported yet")
+            continue  # nothing mapped, nothing to check
         for m in proc.maps(p.pid):
             if m.path == "[uprobes]" and not allow_uprobes:
                 raise memory.UprobesFound(p.pid)
@@ -224,8 +228,10 @@ def progress_bar(total_pages, enabled):
                 disable=not (enabled and sys.stderr.isatty()))
 
 
-def write_images(images, tree, collected, file_table, ids, seccomp, had_uprobes):
+def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes):
     images.write("PSTREE", None, task.pstree_entries(tree))
+    for pid, entry in zombies.items():
+        images.write("CORE", pid, [entry])  # a zombie has a core and nothing else
     for c in collected:
         for tid, entry in c.cores.items():
             images.write("CORE", tid, [entry])

@@ -1,17 +1,22 @@
 """The restore sequence, as named stages:
 
-1. read_images    read and check every image; refuse before creating anything
-2. fork_stub      clone3 with the dumped PID; the child, still a copy of
-                  hiber, sets up session, fds, cwd, umask, rlimits, then waits
-3. take_over      PTRACE_SEIZE the stub (EXITKILL: if hiber dies, so does it)
-4. rebuild        by injected syscalls: drop the stub's memory, map every VMA
-                  of the image, fill its pages, move the vdso in place, put
-                  back mm fields, signals, timers, thread state, credentials
-5. release        registers and signal mask, then let it run
+1. Plan          read and check every image; refuse before creating anything
+2. fork_tree     clone3 with the dumped PID; the root stub, still a copy of
+                 hiber, opens every file and shared-memory object of the tree
+                 once, then forks the children (each with its PID, session
+                 and group, in pre-order), and each stub sets up its own fds,
+                 cwd, umask, rlimits, then waits. A zombie's stub exits at
+                 once with the dumped status.
+3. take_over     PTRACE_SEIZE every stub (EXITKILL: if hiber dies, so do they)
+4. rebuild       by injected syscalls: drop the stub's memory, map every VMA
+                 of the image, fill its pages, move the vdso in place, put
+                 back mm fields, signals, timers, threads, credentials
+5. release       registers and signal masks, then let them all run
 
-A failure at any stage kills and reaps the stub: nothing half-made is left.
+A failure at any stage kills and reaps every stub: nothing half-made is left.
 """
 
+import ctypes
 import json
 import logging
 import os
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCRATCH_SIZE = 64 << 10
 STUB_TIMEOUT = 30
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 UPROBES_MESSAGE = ("Images were dumped with --allow-uprobes: make sure the same uprobes are "
                    "active, then restore with --allow-uprobes")
 
@@ -47,12 +53,15 @@ class ProcessPlan:
     pid: int
     pstree: object
     core: object
-    mm: object
-    fs: object
-    fdinfo: list
-    pagemap: object
+    zombie: bool = False
+    mm: object = None
+    fs: object = None
+    fdinfo: list = field(default_factory=list)
+    pagemap: object = None
     vdso_image: object = None
     thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
+    children: list = field(default_factory=list)      # ProcessPlans, pre-order
+    services: dict = field(default_factory=dict)      # its stub's helper fds
 
 
 @dataclass
@@ -76,54 +85,80 @@ class Plan:
                                "supported (hiber reads CRIU's version 2 images)")
         if inventory.allow_uprobes and not allow_uprobes:
             raise RestoreError(UPROBES_MESSAGE)
-        tree = images.read("PSTREE")
-        if len(tree) != 1:
-            raise RestoreError("restoring process trees is not supported yet: these images "
-                               f"hold {len(tree)} processes")
         self.files = {f.id: f for f in images.read_optional("FILES")}
-        self.pipe_data = {e.message.pipe_id: (e.extra or b"", e.message.size)
-                          for e in images.read_entries("PIPES_DATA")} \
-            if images.exists("PIPES_DATA") else {}
-        self.fifo_data = {e.message.pipe_id: (e.extra or b"", e.message.size)
-                          for e in images.read_entries("FIFO_DATA")} \
-            if images.exists("FIFO_DATA") else {}
+        self.pipe_data = _queued_data(images, "PIPES_DATA")
+        self.fifo_data = _queued_data(images, "FIFO_DATA")
         self.memfd_inodes = images.read_optional("MEMFD_INODE")
+        tree = images.read("PSTREE")
+        if not tree or tree[0].ppid != 0:
+            raise RestoreError("pstree.img: the first process must be the root (ppid 0)")
         self.processes = [self._process(p) for p in tree]
+        self.by_pid = {p.pid: p for p in self.processes}
         self.root = self.processes[0]
+        for p in self.processes[1:]:
+            parent = self.by_pid.get(p.pstree.ppid)
+            if parent is None:
+                raise RestoreError(f"pstree.img: the parent {p.pstree.ppid} of {p.pid} is not "
+                                   "listed before it")
+            parent.children.append(p)
+        self._check_sessions()
         self._check_files()
 
-    def _process(self, p):
-        pid = p.pid
-        if proc.exists(pid):
-            raise RestoreError(f"PID {pid} is already in use: stop that process (or restore "
-                               "in a fresh PID namespace) and try again")
-        c = self.images.read_one("CORE", pid)
-        if c.mtype != 1 or not c.HasField("thread_info") or not c.HasField("tc"):
-            raise RestoreError(f"core-{pid}.img: not an x86-64 task with registers")
-        if c.tc.task_state not in (core.TASK_ALIVE, core.TASK_STOPPED):
-            raise RestoreError(f"PID {pid} was a zombie: restoring zombies is not supported yet")
-        if p.sid != pid and not self.shell_job:
-            raise RestoreError(f"PID {pid} was not a session leader (its session is {p.sid}): "
-                               "restore it with --shell-job (-j) to put it in hiber's session")
-        ids = self.images.read_one("IDS", pid)
-        plan = ProcessPlan(pid, p, c, self.images.read_one("MM", pid),
-                           self.images.read_one("FS", pid),
-                           self.images.read_optional("FDINFO", ids.files_id),
-                           self.images.pagemap(pid))
-        for tid in p.threads[1:]:
+    @property
+    def live(self):
+        return [p for p in self.processes if not p.zombie]
+
+    def _process(self, entry):
+        pid = entry.pid
+        for tid in entry.threads or [pid]:
             if proc.exists(tid):
-                raise RestoreError(f"TID {tid} (a thread of PID {pid}) is already in use: "
-                                   "stop that process and try again")
+                raise RestoreError(f"PID {tid} is already in use: stop that process (or "
+                                   "restore in a fresh PID namespace) and try again")
+        c = self.images.read_one("CORE", pid)
+        if c.mtype != 1 or not c.HasField("tc"):
+            raise RestoreError(f"core-{pid}.img: not an x86-64 task")
+        if c.tc.task_state == core.TASK_DEAD:
+            return ProcessPlan(pid, entry, c, zombie=True)
+        if c.tc.task_state not in (core.TASK_ALIVE, core.TASK_STOPPED) or \
+                not c.HasField("thread_info"):
+            raise RestoreError(f"core-{pid}.img: task state {c.tc.task_state} cannot be "
+                               "restored")
+        ids = self.images.read_one("IDS", pid)
+        plan = ProcessPlan(pid, entry, c, mm=self.images.read_one("MM", pid),
+                           fs=self.images.read_one("FS", pid),
+                           fdinfo=self.images.read_optional("FDINFO", ids.files_id),
+                           pagemap=self.images.pagemap(pid))
+        for tid in entry.threads[1:]:
             plan.thread_cores[tid] = self.images.read_one("CORE", tid)
         reader = self.images.pages_reader(plan.pagemap)  # checks the pages file size
-        plan.vdso_image = vdso.image_layout(plan.mm.vmas,
-                                            lambda start, size: _read_dumped(plan, reader,
-                                                                             start, size))
+        plan.vdso_image = vdso.image_layout(
+            plan.mm.vmas, lambda start, size: _read_dumped(plan, reader, start, size))
         return plan
+
+    def _check_sessions(self):
+        """Sessions and groups restore can rebuild by forking in pre-order."""
+        root = self.root.pstree
+        if root.sid != root.pid and not self.shell_job:
+            raise RestoreError(f"PID {root.pid} was not a session leader (its session is "
+                               f"{root.sid}): restore it with --shell-job (-j) to put it in "
+                               "hiber's session")
+        made = {}  # pid -> (sid, pgid) of processes created so far
+        for p in self.processes:
+            e = p.pstree
+            parent = made.get(e.ppid)
+            if parent is not None:
+                if e.sid not in (e.pid, parent[0]):
+                    raise RestoreError(f"PID {e.pid} is in session {e.sid}, neither its own "
+                                       f"nor its parent's: restore cannot rebuild that")
+                leader = made.get(e.pgid)
+                if e.pgid not in (e.pid, parent[1]) and (leader is None or leader[0] != e.sid):
+                    raise RestoreError(f"PID {e.pid} is in process group {e.pgid}, whose "
+                                       "leader is not restored before it in its session")
+            made[e.pid] = (e.sid, e.pgid)
 
     def _check_files(self):
         used = set()
-        for p in self.processes:
+        for p in self.live:
             used.update(e.id for e in p.fdinfo)
             used.update(v.shmid for v in p.mm.vmas
                         if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED))
@@ -139,6 +174,18 @@ class Plan:
             elif not (f.HasField("pipe") or f.HasField("memfd")):
                 raise RestoreError(f"file #{file_id} is of type {f.type}, which hiber cannot "
                                    "restore yet")
+
+    @property
+    def fd_floor(self):
+        """Temporary and helper fds live above every fd of every process."""
+        return max([e.fd for p in self.live for e in p.fdinfo] + [2]) + 1
+
+
+def _queued_data(images, type_name):
+    if not images.exists(type_name):
+        return {}
+    return {e.message.pipe_id: (e.extra or b"", e.message.size)
+            for e in images.read_entries(type_name)}
 
 
 def _check_reg_file(reg):
@@ -170,96 +217,176 @@ def check_vdso(plan, runtime):
                            "not supported yet")
 
 
-# ---- 2. the stub --------------------------------------------------------------
+# ---- 2. the stubs --------------------------------------------------------------
 
-@dataclass
-class Stub:
-    pid: int
-    status_r: int
-    control_w: int
-    services: dict = field(default_factory=dict)
-    seized: bool = False
+class StubTree:
+    """The stubs of one restore: created, reported, and on failure removed."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.reports = {}  # pid -> read end of that stub's report pipe
 
     def kill(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        """SIGKILL every stub and reap them all (hiber is their subreaper)."""
+        for p in self.plan.processes:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in reversed(self.plan.processes):
+            try:
+                os.waitpid(p.pid, 0)
+            except ChildProcessError:
+                pass
+        self.close()
 
     def close(self):
-        for fd in (self.status_r, self.control_w):
+        for fd in self.reports.values():
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.reports.clear()
 
 
-def fork_stub(plan, p):
-    status_r, status_w = os.pipe()
-    control_r, control_w = os.pipe()
+def fork_tree(plan):
+    """Fork the root stub; it forks the rest. Returns a StubTree whose
+    processes have all reported their helper fds."""
+    stubs = StubTree(plan)
+    writers = {}
+    for p in plan.live:
+        stubs.reports[p.pid], writers[p.pid] = os.pipe()
     try:
-        pid = fork_with_pid(p.pid)
+        pid = fork_with_pid(plan.root.pid)
     except OSError as e:
-        for fd in (status_r, status_w, control_r, control_w):
+        for fd in writers.values():
             os.close(fd)
-        raise RestoreError(f"cannot create PID {p.pid}: {e.strerror}") from None
+        stubs.close()
+        raise RestoreError(f"cannot create PID {plan.root.pid}: {e.strerror}") from None
     if pid == 0:
-        # the child: never returns into hiber
-        try:
-            os.close(status_r)
-            os.close(control_w)
-            stub_main(plan, p, status_w, control_r)
-        except BaseException as e:  # noqa: B036 - report anything, then vanish
+        _stub_entry(plan, writers, stubs.reports)  # never returns
+    for fd in writers.values():
+        os.close(fd)
+    try:
+        _collect_reports(plan, stubs)
+    except BaseException:
+        stubs.kill()
+        raise
+    return stubs
+
+
+def _stub_entry(plan, writers, readers):
+    """The root stub's start: report anything that goes wrong, then vanish."""
+    report = writers[plan.root.pid]
+    try:
+        for fd in readers.values():
+            os.close(fd)
+        stub_root(plan, writers)
+    except BaseException as e:  # noqa: B036 - reported to hiber, then _exit
+        _report_error(report, e)
+    os._exit(1)
+
+
+def _report_error(fd, e):
+    try:
+        os.write(fd, ("E " + f"{type(e).__name__}: {e}".replace("\n", " ") + "\n").encode())
+    except OSError:
+        pass
+
+
+def _collect_reports(plan, stubs):
+    pending = {fd: pid for pid, fd in stubs.reports.items()}
+    deadline = time.monotonic() + STUB_TIMEOUT
+    while pending:
+        ready, _, _ = select.select(list(pending), [], [], max(0, deadline - time.monotonic()))
+        if not ready:
+            raise RestoreError(f"setting up PID(s) {sorted(pending.values())} timed out")
+        for fd in ready:
+            pid = pending.pop(fd)
+            line = os.read(fd, 1 << 20).decode()
+            if not line.startswith("{"):
+                reason = line[2:].strip() if line.startswith("E ") else "it died"
+                raise RestoreError(f"setting up PID {pid} failed: {reason}")
+            plan.by_pid[pid].services = json.loads(line)
+
+
+def stub_root(plan, writers):
+    """In the root stub: everything shared is opened here, once, and every
+    child inherits it (so shared files keep one position, a pipe stays one
+    pipe, shared memory one object)."""
+    floor = plan.fd_floor
+    keep = set(writers.values())
+    for fd in range(0, max(keep) + 1):
+        if fd not in keep:
             try:
-                os.write(status_w, ("E " + f"{type(e).__name__}: {e}".replace("\n", " ")
-                                    + "\n").encode())
+                os.close(fd)
             except OSError:
                 pass
-        os._exit(1)
-    os.close(status_w)
-    os.close(control_r)
-    stub = Stub(pid, status_r, control_w)
-    try:
-        stub.services = _read_stub_report(stub)
-    except BaseException:
-        stub.kill()
-        stub.close()
-        raise
-    return stub
-
-
-def _read_stub_report(stub):
-    ready, _, _ = select.select([stub.status_r], [], [], STUB_TIMEOUT)
-    line = os.read(stub.status_r, 1 << 16).decode() if ready else ""
-    if not line.startswith("{"):
-        reason = line[2:].strip() if line.startswith("E ") else "it did not answer"
-        raise RestoreError(f"setting up PID {stub.pid} failed: {reason}")
-    return json.loads(line)
-
-
-def stub_main(plan, p, status_w, control_r):
-    """Runs in the child: everything easiest done from inside, in Python."""
-    floor = max([e.fd for e in p.fdinfo] + [2]) + 1
-    keep = sorted({status_w, control_r})
-    os.closerange(0, keep[0])
-    os.closerange(keep[0] + 1, keep[1])
-    os.closerange(keep[1] + 1, 1 << 20)
-    status_w, control_r = files.high_dup(status_w, floor), files.high_dup(control_r, floor)
-
-    if p.pstree.sid == p.pid:
-        os.setsid()
-    elif p.pstree.pgid == p.pid:
-        os.setpgid(0, 0)
-
+    os.closerange(max(keep) + 1, 1 << 20)
+    writers = {pid: files.high_dup(fd, floor) for pid, fd in writers.items()}
     shared = shmem.StubObjects(plan.images, plan.memfd_inodes, floor)
+    for inode in plan.memfd_inodes:
+        shared.service_fd(inode.inode_id)
     stub_files = files.StubFiles(plan.files, plan.pipe_data, plan.fifo_data, shared, floor)
-    stub_files.install(p.fdinfo)
+    for p in plan.live:
+        for e in p.fdinfo:
+            stub_files.open_object(e.id)
+    stub_process(plan, plan.root, stub_files, shared, writers, done=None)
 
-    services = {"status": status_w, "control": control_r, "map": {}, "shmem": {}}
+
+def stub_process(plan, p, stub_files, shared, writers, done):
+    """One process's stub: session and group, children, then its own setup."""
+    e = p.pstree
+    if e.sid == e.pid:
+        os.setsid()
+    elif e.pgid == e.pid:
+        os.setpgid(0, 0)
+    elif e.pgid != os.getpgrp():
+        os.setpgid(0, e.pgid)
+    if p.zombie:
+        _die_as(p.core.tc.exit_code)
+    for child in p.children:
+        _fork_child(plan, child, stub_files, shared, writers)
+    if done is not None:
+        os.write(done, b"x")  # this subtree stands: the parent may go on
+        os.close(done)
+    _own_setup(plan, p, stub_files, shared, writers)
+
+
+def _fork_child(plan, child, stub_files, shared, writers):
+    """Fork one child stub and wait until its whole subtree exists, so the
+    groups it leads exist before later processes join them."""
+    done_r, done_w = os.pipe()
+    pid = fork_with_pid(child.pid)
+    if pid == 0:
+        os.close(done_r)
+        report = writers.get(child.pid, done_w)
+        try:
+            stub_process(plan, child, stub_files, shared, writers, done_w)
+        except BaseException as e:  # noqa: B036
+            _report_error(report, e)
+        os._exit(1)
+    os.close(done_w)
+    got = os.read(done_r, 1)
+    os.close(done_r)
+    if not got and not child.zombie:
+        raise RestoreError(f"the stub of PID {child.pid} died while being set up")
+
+
+def _die_as(status):
+    """End as the dumped zombie ended: status is in wait() form."""
+    sig = status & 0x7f
+    if sig:
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit((status >> 8) & 0xff)
+
+
+def _own_setup(plan, p, stub_files, shared, writers):
+    stub_files.install(p.fdinfo)
+    floor = plan.fd_floor
+    services = {"reports": sorted(writers.values()), "map": {}, "shmem": {}}
     pages = plan.images.file_path("PAGES", p.pagemap.pages_id)
     services["pages"] = files.high_dup(os.open(pages, os.O_RDONLY), floor)
     services["exe"] = files.high_dup(
@@ -269,7 +396,6 @@ def stub_main(plan, p, status_w, control_r):
             continue
         f = plan.files[v.shmid]
         if f.HasField("memfd"):
-            services["shmem"][str(f.memfd.inode_id)] = shared.service_fd(f.memfd.inode_id)
             continue
         key = f"{v.shmid}:{v.fdflags if v.HasField('fdflags') else 0}"
         if key not in services["map"]:
@@ -286,8 +412,9 @@ def stub_main(plan, p, status_w, control_r):
     os.umask(p.fs.umask)
     _set_rlimits(p.core.tc.rlimits.rlimits)
 
-    os.write(status_w, (json.dumps(services) + "\n").encode())
-    os.read(control_r, 1)  # hiber takes over while we sleep here
+    os.write(writers[p.pid], (json.dumps(services) + "\n").encode())
+    while True:
+        time.sleep(3600)  # hiber takes over while we sleep here
 
 
 def _set_rlimits(limits):
@@ -304,17 +431,16 @@ def _set_rlimits(limits):
 
 # ---- 3-5. take over, rebuild, release ----------------------------------------
 
-def take_over(stub):
-    pt.seize(stub.pid, pt.PTRACE_O_EXITKILL | pt.PTRACE_O_TRACECLONE)
-    stub.seized = True
-    pt.interrupt(stub.pid)
-    kind, sig = pt.stop_kind(pt.wait(stub.pid))
+def take_over(p):
+    pt.seize(p.pid, pt.PTRACE_O_EXITKILL | pt.PTRACE_O_TRACECLONE)
+    pt.interrupt(p.pid)
+    kind, sig = pt.stop_kind(pt.wait(p.pid))
     if kind != "event-stop":
-        raise RestoreError(f"PID {stub.pid}: the stub did not stop as expected ({kind} {sig})")
+        raise RestoreError(f"PID {p.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, stub, runtime, progress=None, fault=None):
-    services = stub.services
+def rebuild(plan, p, runtime, progress=None, fault=None):
+    services = p.services
     with RemoteTask(p.pid) as task:
         rseq = pt.get_rseq_configuration(p.pid)
         if rseq.rseq_abi_pointer:
@@ -326,6 +452,7 @@ def rebuild(plan, p, stub, runtime, progress=None, fault=None):
             [(v.start, v.end) for v in p.mm.vmas]
         scratch = task.scratch(SCRATCH_SIZE, memory.free_gap(occupied, SCRATCH_SIZE))
         occupied.append((scratch, scratch + SCRATCH_SIZE))
+        drain_pending_signals(task, scratch)
         parked = park_kernel_areas(task, kernel_areas, occupied)
 
         def mapping_fd(v):
@@ -344,7 +471,7 @@ def rebuild(plan, p, stub, runtime, progress=None, fault=None):
         mem.finish()
         place_vdso(task, p, parked)
 
-        core.restore_task(task, scratch, p.pid, p.core, p.mm, services["exe"])
+        core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
         for tid, thread_core in p.thread_cores.items():
             create_thread(task, scratch, p.pid, tid)
@@ -378,9 +505,36 @@ def create_thread(task, scratch, pid, tid):
         raise RestoreError(f"PID {pid}: new thread {tid} did not stop ({kind} {sig})")
 
 
+def _exe_fd(p, services):
+    """The fd to give PR_SET_MM_MAP as the new exe, or -1 to keep the stub's.
+
+    The kernel refuses (EBUSY) to replace the exe link while the old exe file
+    is still mapped; when the stub's exe (the python running hiber) is the
+    very file the image wants, as for a restored Python program, keeping it
+    is both allowed and right."""
+    ours = os.stat(f"/proc/{p.pid}/exe")
+    wanted = os.stat(f"/proc/{p.pid}/fd/{services['exe']}")
+    if (ours.st_dev, ours.st_ino) == (wanted.st_dev, wanted.st_ino):
+        return 0xffffffff
+    return services["exe"]
+
+
 def _service_fds(services):
-    fds = [services["status"], services["control"], services["pages"], services["exe"]]
+    fds = [*services["reports"], services["pages"], services["exe"]]
     return sorted(set(fds + list(services["map"].values()) + list(services["shmem"].values())))
+
+
+def drain_pending_signals(task, scratch):
+    """Signals queued to the stub itself (SIGCHLD of a zombie child, ...)
+    must not reach the restored process: take each with a zero timeout."""
+    status = proc.status(task.pid)
+    pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+    task.write(scratch + 8, bytes(16))  # struct timespec {0, 0}
+    while pending:
+        sig = (pending & -pending).bit_length()
+        pending &= pending - 1
+        task.write(scratch, (1 << (sig - 1)).to_bytes(8, "little"))
+        task.syscall_raw("rt_sigtimedwait", scratch, 0, scratch + 8, 8)
 
 
 def _seal_memfds(task, plan, services):
@@ -443,6 +597,23 @@ def release(p):
 
 # ---- the whole sequence ------------------------------------------------------
 
+class _Subreaper:
+    """hiber is the child subreaper of the stubs while it restores: a stub
+    orphaned by a failure comes back to hiber to be reaped."""
+
+    def __enter__(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.c_int()
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0)
+        self.before = value.value
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.libc = libc
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.prctl(PR_SET_CHILD_SUBREAPER, self.before, 0, 0, 0)
+
+
 def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobes=False,
             show_progress=False, fault=None):
     """Restore the tree in images_dir. Returns a RestoreResult; without
@@ -453,36 +624,42 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
         raise UsageError(f"--pidfile {pidfile} exists already; hiber will not overwrite it")
     plan = Plan(images, allow_uprobes, shell_job)
     runtime = vdso.runtime_layout()
-    for p in plan.processes:
+    for p in plan.live:
         check_vdso(p, runtime)
-    p = plan.root
-    log.info("Restoring PID %d from %s", p.pid, images.path)
+    log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
+             images.path, plan.root.pid)
 
-    forking = time.perf_counter()
-    stub = fork_stub(plan, p)
-    forking = time.perf_counter() - forking
-    try:
-        take_over(stub)
-        with _progress(p.pagemap.present_pages, show_progress) as bar:
-            pages = rebuild(plan, p, stub, runtime, bar.update, fault)
-        release(p)
-    except BaseException:
-        log.error("Restore failed; removing PID %d", p.pid)
-        stub.kill()
-        stub.close()
-        raise
-    stub.close()
+    with _Subreaper():
+        forking = time.perf_counter()
+        stubs = fork_tree(plan)
+        forking = time.perf_counter() - forking
+        try:
+            pages = 0
+            total = sum(p.pagemap.present_pages for p in plan.live)
+            with _progress(total, show_progress) as bar:
+                for p in plan.live:
+                    take_over(p)
+                    pages += rebuild(plan, p, runtime, bar.update, fault)
+            for p in plan.live:
+                release(p)
+        except BaseException:
+            log.error("Restore failed; removing the processes it had started")
+            stubs.kill()
+            raise
+        stubs.close()
     elapsed = time.perf_counter() - started
     _write_stats(images, forking, elapsed, pages)
+    root = plan.root.pid
     if pidfile:
         fd = os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.write(fd, str(p.pid).encode())
+        os.write(fd, str(root).encode())
         os.close(fd)
-    log.info("Restored PID %d (%d pages) in %.3f s", p.pid, pages, elapsed)
-    result = RestoreResult([p.pid], pages, images.path,
+    log.info("Restored %d process(es) (%d pages) in %.3f s", len(plan.processes), pages,
+             elapsed)
+    result = RestoreResult([p.pid for p in plan.processes], pages, images.path,
                            {"forking": round(forking, 6), "restore": round(elapsed, 6)})
     if not detach:
-        _, status = os.waitpid(p.pid, 0)
+        _, status = os.waitpid(root, 0)
         result.exit_status = os.waitstatus_to_exitcode(status)
     return result
 

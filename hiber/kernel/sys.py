@@ -21,7 +21,7 @@ NR = {
     "ptrace": 101, "setuid": 105, "setgid": 106, "setpgid": 109, "getppid": 110,
     "setsid": 112, "setreuid": 113, "setregid": 114, "setgroups": 116, "setresuid": 117,
     "setresgid": 119, "setfsuid": 122, "setfsgid": 123, "capset": 126,
-    "rt_sigpending": 127, "rt_sigqueueinfo": 129, "sigaltstack": 131, "personality": 135,
+    "rt_sigpending": 127, "rt_sigtimedwait": 128, "rt_sigqueueinfo": 129, "sigaltstack": 131, "personality": 135,
     "prctl": 157, "arch_prctl": 158, "setrlimit": 160, "chroot": 161, "gettid": 186,
     "futex": 202, "set_tid_address": 218, "restart_syscall": 219, "timer_create": 222,
     "timer_settime": 223, "timer_gettime": 224, "timer_getoverrun": 225,

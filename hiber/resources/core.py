@@ -239,6 +239,15 @@ def posix_timers(pid, remote, scratch):
     return out
 
 
+def zombie_core(pid):
+    """The core of a zombie: its state and exit status only (spec §2.3); the
+    status is kept in wait() form (exit code << 8, or the killing signal)."""
+    s = proc.stat(pid)
+    tc = C["task_core_entry"](task_state=TASK_DEAD, exit_code=s.exit_code, personality=0,
+                              flags=s.flags, blk_sigset=0, comm=s.comm)
+    return C["core_entry"](mtype=1, tc=tc)
+
+
 def task_core(pid, frozen, remote, scratch):
     """task_core_entry of a live process (the leader's core.tc)."""
     s = proc.stat(pid)

@@ -1,0 +1,127 @@
+"""Whole process trees and multi-threaded programs, dumped and restored."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import TARGETS_SRC, reap_orphans, run_hiber
+from hiber.images.imagedir import ImageDir
+from hiber.kernel import proc
+from test_restore import checkpoint_restore
+
+
+def tree_pids(root):
+    """Every process under root (inclusive), from /proc."""
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop(0)
+        pids.append(pid)
+        for tid in proc.thread_ids(pid) if proc.exists(pid) else []:
+            todo += proc.children(pid, tid)
+    return pids
+
+
+def relations(pid):
+    s = proc.stat(pid)
+    return (s.ppid, s.pgrp, s.session, s.state == "Z")
+
+
+def test_family_tree(start_target, tmp_path):
+    t = start_target("family", tmp_path / "family.txt")
+    before = {pid: relations(pid) for pid in tree_pids(t.pid)}
+    assert len(before) == 7 and sum(z for *_, z in before.values()) == 1
+    images = tmp_path / "images"
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
+    assert result.returncode == 0, result.stderr.decode()
+    assert t.wait(10) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while any(proc.exists(p) for p in before) and time.monotonic() < deadline:
+        reap_orphans()
+        time.sleep(0.01)
+
+    d = ImageDir(images)
+    zombie = int(t.info["z"])
+    zombie_core = d.read_one("CORE", zombie)
+    assert zombie_core.tc.task_state == 2 and zombie_core.tc.exit_code == 7 << 8
+    assert not d.exists("MM", zombie) and not zombie_core.HasField("thread_info")
+    assert [p.pid for p in d.read("PSTREE")][0] == t.pid
+
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
+    assert result.returncode == 0, result.stderr.decode()
+    after = {pid: relations(pid) for pid in tree_pids(t.pid)}
+    # the root is now the tests' child (hiber exited); everything else as before
+    assert {p: r for p, r in after.items() if p != t.pid} == \
+        {p: r for p, r in before.items() if p != t.pid}
+    assert after[t.pid][1:] == before[t.pid][1:]
+    t.check()
+
+
+def test_eight_threads_in_different_states(start_target, tmp_path):
+    t = start_target("threads")
+    tids = sorted(int(v) for k, v in t.info.items() if k.startswith("t"))
+    checkpoint_restore(t, tmp_path / "images")
+    assert sorted(proc.thread_ids(t.pid)) == sorted([t.pid, *tids])
+    t.check()
+
+
+@pytest.mark.timeout(240)
+def test_twenty_cycles_without_drift(start_target, tmp_path):
+    t = start_target("threads")
+    shapes = []
+    for cycle in range(20):
+        images = tmp_path / f"cycle-{cycle}"
+        checkpoint_restore(t, images)
+        d = ImageDir(images)
+        mm = d.read_one("MM", t.pid)
+        fds = d.read("FDINFO", d.read_one("IDS", t.pid).files_id)
+        shapes.append(([(v.start, v.end, v.prot) for v in mm.vmas],
+                       [(e.fd, e.type) for e in fds], d.read("PSTREE")[0].threads[:]))
+    assert all(shape == shapes[0] for shape in shapes), "the process drifted between cycles"
+    assert len(os.listdir(f"/proc/{t.pid}/fd")) == len(shapes[0][1])
+    t.check()
+
+
+@pytest.mark.timeout(120)
+def test_python_program_with_threads_and_a_child(tmp_path):
+    out = tmp_path / "pyprog.out"
+    prog = subprocess.Popen([sys.executable, str(TARGETS_SRC / "pyprog.py"), str(out)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path)
+    pid = prog.pid
+    try:
+        deadline = time.monotonic() + 30
+        while (not out.exists() or "READY" not in out.read_text()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # in the middle of its work
+        images = tmp_path / "images"
+        result = run_hiber("dump", "-t", pid, "-D", images, "-o", "dump.log")
+        assert result.returncode == 0, result.stderr.decode()
+        prog.wait(10)
+        reap_orphans()
+        assert len(ImageDir(images).read("PSTREE")) == 2
+        result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
+        assert result.returncode == 0, result.stderr.decode() + \
+            (images / "restore.log").read_text()[-2000:]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        assert done and os.waitstatus_to_exitcode(status) == 0, out.read_text()
+        assert out.read_text().splitlines()[-1] == "PASS"
+    finally:
+        for p in (pid,):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        prog.poll()
+        reap_orphans()
+
+

@@ -588,7 +588,7 @@ def place_vdso(task, p, parked):
 def release(p):
     core.set_registers(p.pid, p.core, p.core.tc.blk_sigset)
     for tid, thread_core in p.thread_cores.items():
-        core.set_registers(tid, thread_core, thread_core.thread_core.blk_sigset)
+        core.set_registers(tid, thread_core, thread_core.thread_core.blk_sigset, p.pid)
     if p.core.tc.task_state == core.TASK_STOPPED:
         os.kill(p.pid, p.core.tc.stop_signo or signal.SIGSTOP)
     for tid in [p.pid, *p.thread_cores]:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO, TARGETS_BIN, run_hiber
+from conftest import REPO, reap_orphans, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.images import vma as V
 from hiber.kernel import proc
@@ -20,6 +20,7 @@ def dump(t, images, *extra):
     assert result.returncode == 0, result.stderr.decode()
     if "-R" not in extra:
         assert t.wait(10) == -signal.SIGKILL
+        reap_orphans()  # its children, killed too, hold their PIDs until reaped
 
 
 def restore(images, *extra):

@@ -125,3 +125,31 @@ def test_python_program_with_threads_and_a_child(tmp_path):
         reap_orphans()
 
 
+
+
+def test_children_born_and_dying_during_the_dump(start_target, tmp_path):
+    t = start_target("churn")
+    for i in range(5):
+        result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / f"run-{i}", "-R")
+        assert result.returncode == 0, result.stderr.decode()
+    checkpoint_restore(t, tmp_path / "images")
+    t.check()
+
+
+def test_stopped_process_comes_back_stopped(start_target, tmp_path):
+    t = start_target("simple")
+    os.kill(t.pid, signal.SIGSTOP)
+    while proc.stat(t.pid).state != "T":
+        time.sleep(0.001)
+    images = tmp_path / "images"
+    result = run_hiber("dump", "-t", t.pid, "-D", images)
+    assert result.returncode == 0, result.stderr.decode()
+    assert t.wait(10) == -signal.SIGKILL
+    result = run_hiber("restore", "-D", images, "-d")
+    assert result.returncode == 0, result.stderr.decode()
+    deadline = time.monotonic() + 5
+    while proc.stat(t.pid).state != "T" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.stat(t.pid).state == "T"
+    os.kill(t.pid, signal.SIGCONT)
+    t.check()

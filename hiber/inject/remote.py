@@ -159,10 +159,14 @@ class RemoteTask:
             self.cloned.append(pt.event_message(self.tid))
             pt.singlestep(self.tid)
             kind, sig = pt.stop_kind(pt.wait(self.tid))
+        result = pt.get_regs(self.tid)
+        if kind == "event-stop" and result[pt.GPREG["ip"]] == self.gadget + 2:
+            # the call itself made a job-control notification stop (queueing
+            # a SIGCONT does, under PTRACE_SEIZE): it has completed all the same
+            kind, sig = "signal-stop", 5
         if kind != "signal-stop" or sig != 5:
             raise InjectionError(f"TID {self.tid} did not come back from {name}(): "
                                  f"{kind} {sig}")
-        result = pt.get_regs(self.tid)
         if result[pt.GPREG["ip"]] != self.gadget + 2:
             raise InjectionError(f"TID {self.tid}: {name}() stopped at an unexpected address")
         return signed(result[pt.GPREG["ax"]])

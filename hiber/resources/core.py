@@ -24,7 +24,7 @@ C = classes
 TASK_ALIVE, TASK_DEAD, TASK_STOPPED = 1, 2, 3
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 EINTR = 4
-SIGKILL, SIGSTOP = 9, 19
+SIGKILL, SIGCONT, SIGSTOP = 9, 18, 19
 RLIMIT_COUNT = 16
 
 # prctl options
@@ -262,7 +262,12 @@ def task_core(pid, frozen, remote, scratch):
     tc.timers.posix.extend(posix_timers(pid, remote, scratch))
     limits = proc.limits(pid)[:RLIMIT_COUNT]
     tc.rlimits.rlimits.extend(C["rlimit_entry"](cur=c, max=m) for c, m in limits)
-    tc.signals_s.CopyFrom(_queue(pt.peek_siginfos(pid, shared=True)))
+    shared = pt.peek_siginfos(pid, shared=True)
+    if frozen.stopped:
+        # freeze woke the stopped process with a SIGCONT of hiber's own: it is
+        # not the process's (a SIGCONT of its own would have resumed it)
+        shared = [s for s in shared if struct.unpack_from("<i", s)[0] != SIGCONT]
+    tc.signals_s.CopyFrom(_queue(shared))
     loginuid = proc.read_int(pid, "loginuid", default=-1)
     if loginuid >= 0:
         tc.loginuid = loginuid
@@ -481,13 +486,44 @@ def xstate_from_fpregs(current, fp):
     return bytes(xs)
 
 
-def set_registers(tid, core, sigmask):
+# Calls the kernel restarts only when no handler runs (-ERESTARTNOHAND);
+# the others restart after a handler with SA_RESTART (-ERESTARTSYS).
+NO_HANDLER_RESTART = {7, 23, 34, 128, 130, 232, 270, 271, 281, 441}
+# poll, select, pause, rt_sigtimedwait, rt_sigsuspend, epoll_wait, pselect6,
+# ppoll, epoll_pwait, epoll_pwait2
+
+
+def _back_into_syscall(regs, pid):
+    """Images hold a thread caught in a restartable syscall after the restart
+    fixup (spec §2.6): rip on the syscall instruction, rax = orig_rax = the
+    call. Resumed like that, a signal already pending runs its handler and
+    the call then starts afresh (a pause() would sleep on, where the kernel
+    returns EINTR). Put the thread back inside the call instead, with the
+    restart code the call uses, and the kernel decides on release exactly as
+    it would have: restart, or EINTR after a handler."""
+    ip, ax, orig = regs[pt.GPREG["ip"]], regs[pt.GPREG["ax"]], regs[pt.GPREG["orig_ax"]]
+    if orig >> 63 or ax != orig:
+        return False
+    try:
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(ip)
+            if mem.read(2) != b"\x0f\x05":
+                return False
+    except OSError:
+        return False
+    code = ERESTARTNOHAND if orig in NO_HANDLER_RESTART else ERESTARTSYS
+    regs[pt.GPREG["ip"]] = ip + 2
+    regs[pt.GPREG["ax"]] = (-code) & ((1 << 64) - 1)
+    return True
+
+
+def set_registers(tid, core, sigmask, pid=None):
     """The thread's registers, FPU/vector state and signal mask, as dumped."""
     g = core.thread_info.gpregs
     regs = pt.Regs(*[getattr(g, name) for name in pt.GPREG_NAMES])
-    # no syscall restart may touch rip/rax on the way out: the image already
-    # holds the registers after the restart fixup (spec §2.6)
-    regs[pt.GPREG["orig_ax"]] = (1 << 64) - 1
+    if not _back_into_syscall(regs, pid or tid):
+        # no restart logic may touch rip/rax on the way out
+        regs[pt.GPREG["orig_ax"]] = (1 << 64) - 1
     current = pt.get_regset(tid, pt.NT_X86_XSTATE, MAX_XSTATE)
     pt.set_regset(tid, pt.NT_X86_XSTATE, xstate_from_fpregs(current, core.thread_info.fpregs))
     pt.set_regs(tid, regs)

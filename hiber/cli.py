@@ -301,7 +301,11 @@ def cmd_check(args):
     return 0 if not missing else 1
 
 
-RESTORE_EPILOG = """uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
+RESTORE_EPILOG = """vdso: when the dumped vdso differs from this kernel's (images from another
+kernel), the dumped one stays as a proxy that jumps into this kernel's vdso.
+CRIU_FAULT=127 in the environment forces the proxy, as it does for criu.
+
+uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
 breakpoint instructions (int3) in them. Restoring them needs --allow-uprobes
 again: with it you promise that the same uprobes are active when the process
 runs. If they are not, the process dies of SIGTRAP the first time it reaches

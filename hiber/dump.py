@@ -179,8 +179,10 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
     _inject_fault(fault, "memory")
     exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
     out.memory = memory.MemoryDump(pid, file_table, allow_uprobes)
-    vmas = out.memory.collect_vmas()
+    out.memory.collect_vmas()
+    out.memory.recognise_vdso_proxy()
     out.memory.collect_guards()
+    vmas = out.memory.vmas
     out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
     out.fdinfo = files.dump_fds(pid, file_table, shell_job)
     out.fs = files.dump_fs(pid, file_table, umask)

@@ -58,6 +58,7 @@ class ProcessPlan:
     fs: object = None
     fdinfo: list = field(default_factory=list)
     pagemap: object = None
+    pages: object = None                              # its PagesReader
     vdso_image: object = None
     thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
     children: list = field(default_factory=list)      # ProcessPlans, pre-order
@@ -76,9 +77,10 @@ class RestoreResult:
 # ---- 1. read and check ------------------------------------------------------
 
 class Plan:
-    def __init__(self, images, allow_uprobes, shell_job):
+    def __init__(self, images, allow_uprobes, shell_job, check_pids=True, check_files=True):
         self.images = images
         self.shell_job = shell_job
+        self.check_pids = check_pids
         inventory = images.inventory()
         if inventory.img_version != 2 or not inventory.fdinfo_per_id:
             raise RestoreError(f"{images.path}: image version {inventory.img_version} is not "
@@ -102,7 +104,8 @@ class Plan:
                                    "listed before it")
             parent.children.append(p)
         self._check_sessions()
-        self._check_files()
+        if check_files:
+            self._check_files()
 
     @property
     def live(self):
@@ -110,7 +113,7 @@ class Plan:
 
     def _process(self, entry):
         pid = entry.pid
-        for tid in entry.threads or [pid]:
+        for tid in (entry.threads or [pid]) if self.check_pids else ():
             if proc.exists(tid):
                 raise RestoreError(f"PID {tid} is already in use: stop that process (or "
                                    "restore in a fresh PID namespace) and try again")
@@ -130,9 +133,8 @@ class Plan:
                            pagemap=self.images.pagemap(pid))
         for tid in entry.threads[1:]:
             plan.thread_cores[tid] = self.images.read_one("CORE", tid)
-        reader = self.images.pages_reader(plan.pagemap)  # checks the pages file size
-        plan.vdso_image = vdso.image_layout(
-            plan.mm.vmas, lambda start, size: _read_dumped(plan, reader, start, size))
+        plan.pages = self.images.pages_reader(plan.pagemap)  # checks the pages file size
+        plan.vdso_image = vdso.image_layout(plan.mm.vmas, plan.pages.read_range)
         return plan
 
     def _check_sessions(self):
@@ -199,22 +201,20 @@ def _check_reg_file(reg):
                            f"{info.st_size} now): restoring would corrupt the process")
 
 
-def _read_dumped(plan, reader, start, size):
-    run = next((r for r in plan.pagemap.runs if r.present and r.vaddr <= start < r.end), None)
-    if run is None or start + size > run.end:
-        raise RestoreError(f"mm-{plan.pid}.img: the vdso at 0x{start:x} has no dumped pages")
-    return reader.read(run)[start - run.vaddr:start - run.vaddr + size]
+def check_vdso(p, runtime, force_proxy):
+    """Whether this process's vdso can come back, in place or by proxy."""
+    try:
+        return vdso.plan(p.pid, p.vdso_image, runtime, force_proxy)
+    except ValueError as e:
+        raise RestoreError(f"PID {p.pid}: {e}") from None
 
 
-def check_vdso(plan, runtime):
-    """Until the proxy lands: the image's vdso must match this kernel's."""
-    image = plan.vdso_image
-    if image is None or runtime is None:
-        return
-    if not image.matches(runtime):
-        raise RestoreError(f"PID {plan.pid}: the dumped vdso differs from this kernel's "
-                           "(dumped on another kernel?); restoring through a vdso proxy is "
-                           "not supported yet")
+def plan_vdso(images_dir, force_proxy=False):
+    """What restore would do with each process's vdso, creating nothing."""
+    plan = Plan(ImageDir(images_dir), allow_uprobes=True, shell_job=True, check_pids=False,
+                check_files=False)
+    runtime = vdso.runtime_layout()
+    return [check_vdso(p, runtime, force_proxy) for p in plan.live]
 
 
 # ---- 2. the stubs --------------------------------------------------------------
@@ -439,7 +439,7 @@ def take_over(p):
         raise RestoreError(f"PID {p.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, runtime, progress=None, fault=None):
+def rebuild(plan, p, runtime, progress=None, fault=None, force_proxy=False):
     services = p.services
     with RemoteTask(p.pid) as task:
         rseq = pt.get_rseq_configuration(p.pid)
@@ -469,7 +469,7 @@ def rebuild(plan, p, runtime, progress=None, fault=None):
         if fault == "rebuild":
             raise RestoreError("failure injected while rebuilding (test)")
         mem.finish()
-        place_vdso(task, p, parked)
+        place_vdso(task, p, parked, runtime, force_proxy)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
@@ -571,11 +571,17 @@ def move_kernel_areas(task, areas, new_base):
     return moved
 
 
-def place_vdso(task, p, parked):
-    """In-place remap: the kernel's vdso+vvar go where the image had them."""
+def place_vdso(task, p, parked, runtime, force_proxy):
+    """In-place remap when the dumped vdso matches this kernel's: the
+    kernel's vdso+vvar go where the image had them. Otherwise the dumped
+    vdso becomes a proxy (spec §4.2)."""
     image = p.vdso_image
     if image is None:
-        return  # a process without vdso: nothing to put back (dropped at release)
+        return  # a process without vdso: nothing to put back
+    decision = vdso.plan(p.pid, image, runtime, force_proxy)
+    if decision.proxy:
+        build_proxy(task, p, parked, decision)
+        return
     vvar_areas = [a for a in parked if a[0] != "[vdso]"]
     new_base = image.vvar_start if image.vvar_start is not None else image.vdso_start
     moved = move_kernel_areas(task, parked, new_base if vvar_areas else image.vdso_start)
@@ -583,6 +589,32 @@ def place_vdso(task, p, parked):
     if vdso_now != image.vdso_start:
         raise RestoreError(f"PID {p.pid}: the vdso landed at 0x{vdso_now:x}, not at "
                            f"0x{image.vdso_start:x}")
+
+
+def build_proxy(task, p, parked, decision):
+    """The dumped vdso stays where the process knows it, with a jump to this
+    kernel's vdso at each entry point; the kernel's vdso and vvar stay
+    parked where the image has nothing; the mark at the start of the kernel's
+    vdso tells the next dump what is what (spec §4.3-§4.4)."""
+    start, end = decision.vdso
+    task.syscall("mmap", start, end - start, 3, 0x32, -1, 0)  # RW, PRIVATE|ANON|FIXED
+    task.write(start, p.pages.read_range(start, end - start))
+    rt_vdso = next(s for name, s, _ in parked if name == "[vdso]")
+    for offset, target in decision.jumps:
+        task.write(start + offset, vdso.trampoline(rt_vdso + target))
+    task.syscall("mprotect", start, end - start, 5)  # r-x
+    if decision.vvar:
+        # the process's own vvar becomes a stale read-only area, as in CRIU
+        vstart, vend = decision.vvar
+        task.syscall("mmap", vstart, vend - vstart, 1, 0x32, -1, 0)
+    rt_vvar = next((s for name, s, _ in parked if name == "[vvar]"), vdso.ALL_ONES)
+    mark = vdso.VdsoMark(start, decision.vvar[0] if decision.vvar else vdso.ALL_ONES, rt_vvar)
+    # the kernel's vdso is not writable: /proc/PID/mem writes through (FOLL_FORCE)
+    with open(f"/proc/{p.pid}/mem", "r+b", buffering=0) as mem:
+        mem.seek(rt_vdso)
+        mem.write(mark.pack())
+    log.info("PID %d: vdso proxy at 0x%x -> runtime vdso at 0x%x (%d entry points)",
+             p.pid, start, rt_vdso, len(decision.jumps))
 
 
 def release(p):
@@ -615,7 +647,7 @@ class _Subreaper:
 
 
 def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobes=False,
-            show_progress=False, fault=None):
+            show_progress=False, fault=None, force_proxy=False):
     """Restore the tree in images_dir. Returns a RestoreResult; without
     ``detach`` it waits for the root to exit and reports its status."""
     started = time.perf_counter()
@@ -624,8 +656,10 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
         raise UsageError(f"--pidfile {pidfile} exists already; hiber will not overwrite it")
     plan = Plan(images, allow_uprobes, shell_job)
     runtime = vdso.runtime_layout()
+    # CRIU's fault injection 127 (FI_VDSO_TRAMPOLINES) forces the proxy
+    force_proxy = force_proxy or os.environ.get("CRIU_FAULT") == "127"
     for p in plan.live:
-        check_vdso(p, runtime)
+        check_vdso(p, runtime, force_proxy)
     log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
              images.path, plan.root.pid)
 
@@ -639,7 +673,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
             with _progress(total, show_progress) as bar:
                 for p in plan.live:
                     take_over(p)
-                    pages += rebuild(plan, p, runtime, bar.update, fault)
+                    pages += rebuild(plan, p, runtime, bar.update, fault, force_proxy)
             for p in plan.live:
                 release(p)
         except BaseException:

@@ -139,6 +139,20 @@ class PagesReader:
                     yield run.vaddr + done, view[:n]
                     done += n
 
+    def read_range(self, start, size):
+        """Dumped bytes of [start, start+size), which one present run holds."""
+        run = next((r for r in self.pagemap.runs
+                    if r.present and r.vaddr <= start and start + size <= r.end), None)
+        if run is None:
+            raise ImageError(self.pagemap.path, None,
+                             f"no dumped pages hold 0x{start:x}-0x{start + size:x}")
+        with open(self.path, "rb") as f:
+            f.seek(run.pages_offset + start - run.vaddr)
+            data = f.read(size)
+        if len(data) != size:
+            raise ImageError(self.path, run.pages_offset, "pages file ended early")
+        return data
+
     def read(self, run):
         """The whole data of one present run, as bytes (for small runs)."""
         with open(self.path, "rb") as f:

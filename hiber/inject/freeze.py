@@ -63,14 +63,41 @@ class FrozenTree:
             log.warning("could not detach from %s", ", ".join(failures))
 
     def kill(self):
-        """SIGKILL every process of the tree (criu dump's default ending)."""
+        """SIGKILL every process of the tree (criu dump's default ending).
+
+        A traced thread that dies stays a zombie until its tracer waits for
+        it, and its process cannot be reaped by its parent before that: so
+        the tracer (we) reaps the threads, and passes each leader on to its
+        parent by waiting for it too, unless we are that parent."""
+        ours = os.getpid()
+        our_children = {pid for pid in self.processes
+                        if self.parents.get(pid, _real_parent(pid)) == ours}
         for pid in self.processes:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # the kill is delivered once the tracer lets go
-        self.thaw()
+        for p in self.processes.values():
+            for tid in p.threads:
+                try:
+                    pt.detach(tid)  # fails (ESRCH) once the kill has woken it
+                except OSError:
+                    pass
+        for p in self.processes.values():
+            for tid in p.threads:
+                if tid == p.pid and p.pid in our_children:
+                    continue  # our own child: its exit status is our caller's
+                try:
+                    os.waitpid(tid, pt.WALL)
+                except ChildProcessError:
+                    pass  # not traced by us any more
+
+
+def _real_parent(pid):
+    try:
+        return proc.stat(pid).ppid
+    except proc.NoSuchProcess:
+        return None
 
 
 def _wait_for_stop(tid):

@@ -42,7 +42,7 @@ NT_PRSTATUS = 1
 NT_PRFPREG = 2
 NT_X86_XSTATE = 0x202
 
-__WALL = 0x40000000
+WALL = 0x40000000  # __WALL: wait for threads too
 
 # user_regs_struct, in the order the kernel lays it out (and CRIU's image)
 GPREG_NAMES = ["r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8",
@@ -94,7 +94,7 @@ def wait(tid):
     """waitpid with __WALL (threads are not our children in the usual sense)."""
     while True:
         try:
-            return os.waitpid(tid, __WALL)[1]
+            return os.waitpid(tid, WALL)[1]
         except InterruptedError:
             continue
 

@@ -105,6 +105,49 @@ class MemoryDump:
             self.vmas.append(entry)
         return self.vmas
 
+    def recognise_vdso_proxy(self):
+        """A process restored behind a vdso proxy carries a mark at the start
+        of its runtime vdso (spec §4.4): the proxy is its vdso, its old vvar
+        area its vvar, and the runtime vdso and vvar are dropped from the
+        image, so that the next restore sees the process as it was."""
+        from .vdso import ALL_ONES, MARK_SIZE, VdsoMark
+        marked = []
+        with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
+            for v in self.vmas:
+                if (v.status & V.VMA_AREA_REGULAR and v.prot & 5 == 5 and v.end <= V.TASK_SIZE
+                        and not v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED)
+                        and not v.flags & V.MAP_GROWSDOWN):
+                    try:
+                        mem.seek(v.start)
+                        mark = VdsoMark.parse(mem.read(MARK_SIZE))
+                    except OSError:
+                        continue
+                    if mark:
+                        marked.append((v, mark))
+        if not marked:
+            return None
+        if len(marked) > 1:
+            raise UnsupportedMapping(f"PID {self.pid}: two vdso marks, at 0x{marked[0][0].start:x}"
+                                     f" and 0x{marked[1][0].start:x}")
+        rt_vdso, mark = marked[0]
+        by_start = {v.start: v for v in self.vmas}
+        proxy = by_start.get(mark.orig_vdso)
+        if proxy is None:
+            raise UnsupportedMapping(f"PID {self.pid}: the vdso mark names 0x{mark.orig_vdso:x}, "
+                                     "where nothing is mapped")
+        proxy.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE | V.VMA_AREA_VDSO
+        if mark.orig_vvar != ALL_ONES and mark.orig_vvar in by_start:
+            by_start[mark.orig_vvar].status = \
+                V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE | V.VMA_AREA_VVAR
+        dropped = {rt_vdso.start}
+        rt_vvar = by_start.get(mark.rt_vvar)
+        if rt_vvar is not None and rt_vvar.status & V.VMA_AREA_VVAR:
+            dropped.add(rt_vvar.start)
+        self.vmas = [v for v in self.vmas if v.start not in dropped]
+        log.info("PID %d: vdso proxy at 0x%x recognised; dropped the runtime vdso at 0x%x",
+                 self.pid, mark.orig_vdso, rt_vdso.start)
+        return mark
+
     def _vma_entry(self, m):
         e = VmaEntry(start=m.start, end=m.end, pgoff=0, shmid=0, prot=m.prot, flags=0,
                      status=0, fd=-1)

@@ -9,6 +9,7 @@ kernel's own vdso+vvar can simply be moved there ("in-place remap").
 
 import io
 import os
+import struct
 from dataclasses import dataclass
 
 from elftools.elf.elffile import ELFFile
@@ -89,3 +90,83 @@ def image_layout(vmas, read_pages):
     data = read_pages(vdso.start, vdso.end - vdso.start)
     return VdsoLayout(vdso.start, vdso.end - vdso.start, vvar.start if vvar else None,
                       (vvar.end - vvar.start) if vvar else 0, symbol_offsets(data))
+
+
+# ---- the proxy and its mark (spec §4.2-§4.4) --------------------------------
+
+MARK_V1 = 0x6f73647675697263  # "criuvdso"
+MARK_V2 = 0x4f53447675697263  # "criuvDSO"
+MARK_V3 = 0x4f53447655495243  # "CRIUvDSO"
+MARK_VERSION = 3
+MARK_SIZE = 40
+ALL_ONES = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class VdsoMark:
+    """Written at the start of a restored process's runtime vdso when it runs
+    behind a proxy: tells the next dump where the real (proxy) vdso and the
+    process's own vvar are, and which runtime vvar goes with the mark."""
+    orig_vdso: int
+    orig_vvar: int   # ALL_ONES: none
+    rt_vvar: int     # ALL_ONES: unknown
+
+    def pack(self):
+        return struct.pack("<5Q", MARK_V3, self.orig_vdso, MARK_VERSION, self.orig_vvar,
+                           self.rt_vvar)
+
+    @classmethod
+    def parse(cls, data):
+        """The mark in ``data`` (the first bytes of a mapping), or None.
+        Older marks are upgraded as CRIU upgrades them."""
+        if len(data) < 16:
+            return None
+        signature, orig_vdso = struct.unpack_from("<QQ", data)
+        if signature == MARK_V1:
+            return cls(orig_vdso, ALL_ONES, ALL_ONES)
+        if signature == MARK_V2 and len(data) >= 32:
+            _, orig_vvar = struct.unpack_from("<QQ", data, 16)
+            return cls(orig_vdso, orig_vvar, ALL_ONES)
+        if signature == MARK_V3 and len(data) >= MARK_SIZE:
+            _, orig_vvar, rt_vvar = struct.unpack_from("<QQQ", data, 16)
+            return cls(orig_vdso, orig_vvar, rt_vvar)
+        return None
+
+
+def trampoline(target):
+    """x86-64 jump to an absolute address: movabs rax, target; jmp rax; int3 x4."""
+    return b"\x48\xb8" + struct.pack("<Q", target) + b"\xff\xe0" + b"\xcc" * 4
+
+
+def proxy_jumps(image, runtime):
+    """[(offset in the proxy, target offset in the runtime vdso)] for every
+    symbol the dumped vdso exports; the runtime vdso must export them too."""
+    jumps = []
+    for name, ours, theirs in zip(SYMBOLS, image.symbols, runtime.symbols):
+        if ours == MISSING:
+            continue
+        if theirs == MISSING:
+            raise ValueError(f"this kernel's vdso has no {name}, which the dumped "
+                             "process may call")
+        jumps.append((ours, theirs))
+    return jumps
+
+
+@dataclass(frozen=True)
+class VdsoPlan:
+    """What restore will do with one process's vdso."""
+    pid: int
+    vdso: tuple           # (start, end) in the image
+    vvar: tuple | None    # (start, end) in the image
+    proxy: bool           # False: the kernel's vdso+vvar move there
+    jumps: tuple          # proxy only: (proxy offset, runtime offset)
+
+
+def plan(pid, image, runtime, force_proxy=False):
+    if image is None:
+        return None
+    proxy = force_proxy or not image.matches(runtime)
+    vvar = None if image.vvar_start is None else \
+        (image.vvar_start, image.vvar_start + image.vvar_size)
+    return VdsoPlan(pid, (image.vdso_start, image.vdso_start + image.vdso_size), vvar, proxy,
+                    tuple(proxy_jumps(image, runtime)) if proxy else ())

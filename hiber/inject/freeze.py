@@ -83,14 +83,22 @@ class FrozenTree:
                     pt.detach(tid)  # fails (ESRCH) once the kill has woken it
                 except OSError:
                     pass
+        # threads first: a group leader is not reported before its threads
+        # are gone, and a traced thread is gone only once we reaped it
         for p in self.processes.values():
             for tid in p.threads:
-                if tid == p.pid and p.pid in our_children:
-                    continue  # our own child: its exit status is our caller's
-                try:
-                    os.waitpid(tid, pt.WALL)
-                except ChildProcessError:
-                    pass  # not traced by us any more
+                if tid != p.pid:
+                    _reap_traced(tid)
+        for p in self.processes.values():
+            if p.threads and p.pid not in our_children:  # ours: our caller's to reap
+                _reap_traced(p.pid)
+
+
+def _reap_traced(tid):
+    try:
+        os.waitpid(tid, pt.WALL)
+    except ChildProcessError:
+        pass  # not traced by us any more: detached before the kill woke it
 
 
 def _real_parent(pid):

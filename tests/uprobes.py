@@ -1,6 +1,7 @@
 """Real uprobes for tests, through tracefs (kernel-facts: uprobes)."""
 
 import os
+import struct
 import subprocess
 import time
 
@@ -17,12 +18,13 @@ def ensure_tracefs():
 
 
 def file_offset_of(binary, symbol):
-    """File offset of a function, as uprobe_events wants it."""
+    """File offset of a function, as uprobes want it (.symtab, or .dynsym for
+    stripped shared libraries such as libc)."""
     with open(binary, "rb") as f:
         elf = ELFFile(f)
-        symtab = elf.get_section_by_name(".symtab")
-        (sym,) = [s for s in symtab.iter_symbols() if s.name == symbol]
-        address = sym["st_value"]
+        table = elf.get_section_by_name(".symtab") or elf.get_section_by_name(".dynsym")
+        address = next(s["st_value"] for s in table.iter_symbols()
+                       if s.name == symbol and s["st_value"])
         for seg in elf.iter_segments():
             if seg["p_type"] == "PT_LOAD" and \
                     seg["p_vaddr"] <= address < seg["p_vaddr"] + seg["p_memsz"]:
@@ -67,6 +69,42 @@ class TracefsUprobe:
         with open(f"{TRACEFS}/events/{self.event}/enable", "w") as f:
             f.write("0")
         _append(f"{TRACEFS}/uprobe_events", f"-:{self.event}\n")
+
+
+PERF_EVENT_OPEN = 298
+
+
+class PerfUprobe:
+    """A uprobe for one task only, through perf_event_open on the uprobe PMU
+    (kernel-facts: the breakpoint goes in at open time, in that task's mm)."""
+
+    def __init__(self, pid, binary, symbol):
+        self.pid, self.binary, self.symbol = pid, str(binary), symbol
+        self.fd = None
+
+    def __enter__(self):
+        import ctypes
+        with open("/sys/bus/event_source/devices/uprobe/type") as f:
+            pmu_type = int(f.read())
+        path = ctypes.create_string_buffer(self.binary.encode())
+        attr = bytearray(128)  # struct perf_event_attr, PERF_ATTR_SIZE_VER7
+        struct.pack_into("<IIQ", attr, 0, pmu_type, len(attr), 0)
+        struct.pack_into("<QQ", attr, 56, ctypes.addressof(path),  # config1: uprobe_path
+                         file_offset_of(self.binary, self.symbol))  # config2: probe_offset
+        buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        fd = libc.syscall(PERF_EVENT_OPEN, buf, self.pid, -1, -1, 8)  # FD_CLOEXEC
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "perf_event_open")
+        self.fd = fd
+        return self
+
+    def hits(self):
+        return struct.unpack("<Q", os.read(self.fd, 8))[0]
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
 
 
 def wait_for_uprobes_mapping(pid, timeout=10):

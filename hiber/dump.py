@@ -7,6 +7,7 @@ and every injected change is undone by RemoteTask's context manager.
 """
 
 import logging
+import mmap
 import os
 import sys
 import time
@@ -205,7 +206,9 @@ def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
 def write_memory(images, collected, shared, fault, show_progress):
     """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
     zero_pfn = memory.zero_page_pfn()
-    buffer = bytearray(PAGE_BUFFER_BYTES)
+    # an anonymous mapping, not a bytearray: only the pages a dump actually
+    # copies through get touched (a bytearray would zero all 64 MiB first)
+    buffer = mmap.mmap(-1, PAGE_BUFFER_BYTES)
     shared.write(images, buffer)
     runs = {c.pid: list(c.memory.page_runs(zero_pfn)) for c in collected}
     to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)

@@ -75,7 +75,10 @@ def summarise(path):
         state = TASK_STATES.get(tc.task_state, f"state {tc.task_state}")
         lines.append(f"Task {p.pid} \"{tc.comm}\" ({state}, {len(p.threads)} thread(s))")
         if tc.task_state == 2:
-            lines.append(f"  zombie, exit code {tc.exit_code}")
+            status = tc.exit_code  # wait() form
+            how = (f"killed by signal {status & 0x7f}" if status & 0x7f
+                   else f"exited with status {status >> 8}")
+            lines.append(f"  zombie: {how}, not reaped yet")
             continue
         mm = d.read_one("MM", p.pid)
         pagemap = d.pagemap(p.pid)

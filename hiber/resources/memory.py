@@ -413,6 +413,8 @@ def write_all(fd, view):
 MAP_FIXED = 0x10
 MAP_FIXED_NOREPLACE = 0x100000
 MADV_GUARD_INSTALL = 102
+MADV_POPULATE_WRITE = 23
+POPULATE_MIN_BYTES = 64 << 10
 MAX_IOV_BYTES = 1 << 30  # preadv moves at most ~2 GiB a call: stay well below
 NOT_RESTORED = V.VMA_AREA_VDSO | V.VMA_AREA_VVAR | V.VMA_AREA_VSYSCALL | V.VMA_AREA_GUARD
 
@@ -507,6 +509,12 @@ class MemoryRestore:
                 batch.append([self.runs[i].vaddr, self.runs[i].size])
                 total += self.runs[i].size
                 i += 1
+            for address, size in batch:
+                if size >= POPULATE_MIN_BYTES:
+                    # fault large destinations in at once: the 1 GiB restore
+                    # goes from ~0.56-1.0 s to ~0.52 s here; a small run is
+                    # not worth the extra injected call (~20 us)
+                    self.remote.syscall_raw("madvise", address, size, MADV_POPULATE_WRITE)
             while batch:
                 self.remote.write(self.scratch, b"".join(
                     a.to_bytes(8, "little") + n.to_bytes(8, "little") for a, n in batch))

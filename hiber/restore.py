@@ -81,6 +81,8 @@ class Plan:
         self.images = images
         self.shell_job = shell_job
         self.check_pids = check_pids
+        self.hiber_pgid = os.getpgrp()
+        self.shell_tty = _own_terminal() if shell_job else None
         inventory = images.inventory()
         if inventory.img_version != 2 or not inventory.fdinfo_per_id:
             raise RestoreError(f"{images.path}: image version {inventory.img_version} is not "
@@ -153,7 +155,8 @@ class Plan:
                     raise RestoreError(f"PID {e.pid} is in session {e.sid}, neither its own "
                                        f"nor its parent's: restore cannot rebuild that")
                 leader = made.get(e.pgid)
-                if e.pgid not in (e.pid, parent[1]) and (leader is None or leader[0] != e.sid):
+                if e.pgid not in (e.pid, parent[1], root.pgid) and \
+                        (leader is None or leader[0] != e.sid):
                     raise RestoreError(f"PID {e.pid} is in process group {e.pgid}, whose "
                                        "leader is not restored before it in its session")
             made[e.pid] = (e.sid, e.pgid)
@@ -177,10 +180,30 @@ class Plan:
                 raise RestoreError(f"file #{file_id} is of type {f.type}, which hiber cannot "
                                    "restore yet")
 
+    def group_of(self, pgid):
+        """The process group to join: a shell job's root stays in hiber's
+        group (in the terminal's foreground when hiber is), and so does every
+        process that shared the root's group."""
+        root = self.root.pstree
+        if self.shell_job and root.sid != root.pid and pgid == root.pgid:
+            return self.hiber_pgid
+        return pgid
+
     @property
     def fd_floor(self):
         """Temporary and helper fds live above every fd of every process."""
         return max([e.fd for p in self.live for e in p.fdinfo] + [2]) + 1
+
+
+def _own_terminal():
+    """The terminal hiber runs on, if any (stdin, stdout or stderr)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return os.ttyname(fd)
+        except OSError:
+            continue
+    return None
 
 
 def _queued_data(images, type_name):
@@ -327,7 +350,8 @@ def stub_root(plan, writers):
     shared = shmem.StubObjects(plan.images, plan.memfd_inodes, floor)
     for inode in plan.memfd_inodes:
         shared.service_fd(inode.inode_id)
-    stub_files = files.StubFiles(plan.files, plan.pipe_data, plan.fifo_data, shared, floor)
+    stub_files = files.StubFiles(plan.files, plan.pipe_data, plan.fifo_data, shared, floor,
+                                 plan.shell_tty)
     for p in plan.live:
         for e in p.fdinfo:
             stub_files.open_object(e.id)
@@ -337,12 +361,13 @@ def stub_root(plan, writers):
 def stub_process(plan, p, stub_files, shared, writers, done):
     """One process's stub: session and group, children, then its own setup."""
     e = p.pstree
+    pgid = plan.group_of(e.pgid)
     if e.sid == e.pid:
         os.setsid()
-    elif e.pgid == e.pid:
+    elif pgid == e.pid:
         os.setpgid(0, 0)
-    elif e.pgid != os.getpgrp():
-        os.setpgid(0, e.pgid)
+    elif pgid != os.getpgrp():
+        os.setpgid(0, pgid)
     if p.zombie:
         _die_as(p.core.tc.exit_code)
     for child in p.children:

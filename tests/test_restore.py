@@ -203,3 +203,51 @@ def test_failed_restore_leaves_nothing_behind(start_target, work, tmp_path):
     assert not proc.exists(t.pid), "a half-made process was left behind"
     restore(images)  # and the images are still good
     t.check()
+
+
+def test_shell_job_gets_hibers_terminal(tmp_path):
+    """A job of a shell (not a session leader, fds on a terminal) needs -j to
+    be dumped; restored with -j it joins hiber's session and group, and its
+    terminal fds point to the terminal hiber runs on."""
+    import pty
+    from conftest import CHECK_SIGNAL, build_target
+    binary = build_target("simple")
+    old_master, old_tty = pty.openpty()
+    new_master, new_tty = pty.openpty()
+    job = subprocess.Popen([str(binary)], stdin=old_tty, stdout=old_tty, stderr=old_tty)
+    pid = job.pid
+    try:
+        deadline = time.monotonic() + 10
+        seen = b""
+        while b"READY" not in seen and time.monotonic() < deadline:
+            seen += os.read(old_master, 4096)
+        images = tmp_path / "images"
+        result = run_hiber("dump", "-t", pid, "-D", images)
+        assert result.returncode == 1 and b"--shell-job" in result.stderr
+        result = run_hiber("dump", "-t", pid, "-D", images, "-j")
+        assert result.returncode == 0, result.stderr.decode()
+        job.wait(10)
+        result = subprocess.run([sys.executable, "-m", "hiber", "restore", "-D", str(images),
+                                 "-d", "-j"], cwd=REPO, stdin=new_tty, capture_output=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr.decode()
+        assert os.readlink(f"/proc/{pid}/fd/0") == os.ttyname(new_tty)
+        s = proc.stat(pid)
+        assert (s.session, s.pgrp) == (os.getsid(0), os.getpgrp())
+        os.kill(pid, CHECK_SIGNAL)
+        deadline = time.monotonic() + 10
+        said = b""
+        while b"PASS" not in said and time.monotonic() < deadline:
+            said += os.read(new_master, 4096)
+        assert b"PASS" in said
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        for fd in (old_master, old_tty, new_master, new_tty):
+            os.close(fd)

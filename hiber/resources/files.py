@@ -309,9 +309,21 @@ def high_dup(fd, floor):
     return new
 
 
-def _open_reg(reg, floor):
+def is_terminal_path(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return path.startswith(("/dev/pts/", "/dev/tty"))
+    return st.S_ISCHR(info.st_mode) and _is_tty(info)
+
+
+def _open_reg(reg, floor, shell_tty=None):
     flags = reg.flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC | os.O_EXCL)
-    fd = os.open(reg.name, flags | os.O_NOCTTY)
+    name = reg.name
+    if shell_tty and is_terminal_path(name):
+        # a shell job gets the terminal hiber runs on, as criu --shell-job does
+        name = shell_tty
+    fd = os.open(name, flags | os.O_NOCTTY)
     if reg.pos and not stat_is_char(fd):
         os.lseek(fd, reg.pos, os.SEEK_SET)
     return high_dup(fd, floor)
@@ -326,8 +338,9 @@ class StubFiles:
     puts each fd at its number. Objects shared by several fds are opened once
     and dup'ed, so they stay one open file (shared position and flags)."""
 
-    def __init__(self, files_by_id, pipe_data, fifo_data, shared, floor):
+    def __init__(self, files_by_id, pipe_data, fifo_data, shared, floor, shell_tty=None):
         self.files = files_by_id
+        self.shell_tty = shell_tty      # hiber's terminal, for a shell job's tty fds
         self.pipe_data = pipe_data      # pipe_id -> (bytes, size)
         self.fifo_data = fifo_data
         self.shared = shared            # shmem.StubObjects, for memfd fds
@@ -341,7 +354,7 @@ class StubFiles:
             return self.opened[file_id]
         f = self.files[file_id]
         if f.HasField("reg"):
-            fd = _open_reg(f.reg, self.floor)
+            fd = _open_reg(f.reg, self.floor, self.shell_tty)
         elif f.HasField("pipe"):
             fd = self._pipe_end(f.pipe)
         elif f.HasField("fifo"):

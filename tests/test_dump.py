@@ -351,3 +351,12 @@ def test_dump_of_a_process_tree(start_target, tmp_path):
         while proc.exists(pid) and not proc.is_zombie(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not proc.exists(pid) or proc.is_zombie(pid)
+
+
+def test_leave_stopped(start_target, tmp_path):
+    t = start_target("simple")
+    result = dump_cli(t.pid, tmp_path / "images", "-s")
+    assert result.returncode == 0, result.stderr.decode()
+    assert proc.stat(t.pid).state == "T" and proc.status(t.pid)["TracerPid"] == "0"
+    os.kill(t.pid, signal.SIGCONT)
+    t.check()

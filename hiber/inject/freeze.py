@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 from ..errors import HiberError
@@ -146,18 +147,40 @@ def _wake_for_injection(pid, threads):
             pt.cont(tid, 0 if sig == signal.SIGCONT else sig)
 
 
-def _seize_thread(tid):
+def _exiting(pid, tid):
+    """Whether a thread is on its way out (the kernel refuses to attach to an
+    exiting task with EPERM, the same answer as for a forbidden one)."""
+    try:
+        return proc.stat(pid, tid).state in "ZXx"
+    except proc.NoSuchProcess:
+        return True
+
+
+def _seize_thread(pid, tid):
     try:
         pt.seize(tid)
     except OSError as e:
         if e.errno == errno.ESRCH:
             return False  # exited meanwhile
         if e.errno == errno.EPERM:
+            if _exiting(pid, tid):
+                return False  # began to exit after we listed it
             raise FreezeError(f"cannot ptrace TID {tid}: permission denied "
                               "(is it traced already, or another user's without privileges?)")
         raise
     pt.interrupt(tid)
     return True
+
+
+def _wait_until_zombie(pid, timeout=5):
+    """A process that began to exit while we froze its parent becomes a
+    zombie (its parent, frozen, cannot reap it): wait for that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.stat(pid).state == "Z":  # NoSuchProcess if it is gone after all
+            return
+        time.sleep(0.001)
+    raise FreezeError(f"PID {pid} neither runs nor became a zombie in {timeout} s")
 
 
 def _freeze_process(tree, pid):
@@ -175,7 +198,7 @@ def _freeze_process(tree, pid):
         if not new:
             break
         for tid in new:
-            if _seize_thread(tid):
+            if _seize_thread(pid, tid):
                 seized.append(tid)
         for tid in new:
             if tid in seized:
@@ -184,6 +207,11 @@ def _freeze_process(tree, pid):
                     seized.remove(tid)
                 elif sig:
                     p.stop_signal = sig
+    if not seized and _exiting(pid, pid):
+        _wait_until_zombie(pid)
+        p.zombie = True
+        tree.processes[pid] = p
+        return True
     if p.stopped:
         _wake_for_injection(pid, seized)
     # the leader first, as images list threads (spec §2.2)

@@ -60,6 +60,7 @@ class ProcessPlan:
     pagemap: object = None
     pages: object = None                              # its PagesReader
     vdso_image: object = None
+    vdso_plan: object = None                          # vdso.VdsoPlan: in place or proxy
     thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
     children: list = field(default_factory=list)      # ProcessPlans, pre-order
     services: dict = field(default_factory=dict)      # its stub's helper fds
@@ -422,10 +423,9 @@ def _own_setup(plan, p, stub_files, shared, writers):
         f = plan.files[v.shmid]
         if f.HasField("memfd"):
             continue
-        key = f"{v.shmid}:{v.fdflags if v.HasField('fdflags') else 0}"
+        key = _mapping_key(v)
         if key not in services["map"]:
-            mode = v.fdflags if v.HasField("fdflags") else os.O_RDONLY
-            services["map"][key] = files.high_dup(os.open(f.reg.name, mode), floor)
+            services["map"][key] = files.high_dup(os.open(f.reg.name, _open_mode(v)), floor)
     for inode_id, fd in shared.fds.items():
         services["shmem"][str(inode_id)] = fd
 
@@ -440,6 +440,17 @@ def _own_setup(plan, p, stub_files, shared, writers):
     os.write(writers[p.pid], (json.dumps(services) + "\n").encode())
     while True:
         time.sleep(3600)  # hiber takes over while we sleep here
+
+
+def _open_mode(v):
+    """How the stub opens a mapped file: as the dumped mapping had it open."""
+    return v.fdflags if v.HasField("fdflags") else os.O_RDONLY
+
+
+def _mapping_key(v):
+    """Names, in a stub's report, the fd a file-backed VMA is mapped from:
+    one fd per file and open mode."""
+    return f"{v.shmid}:{_open_mode(v)}"
 
 
 def _set_rlimits(limits):
@@ -464,7 +475,7 @@ def take_over(p):
         raise RestoreError(f"PID {p.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, runtime, progress=None, fault=None, force_proxy=False):
+def rebuild(plan, p, progress=None, fault=None):
     services = p.services
     with RemoteTask(p.pid) as task:
         rseq = pt.get_rseq_configuration(p.pid)
@@ -484,7 +495,7 @@ def rebuild(plan, p, runtime, progress=None, fault=None, force_proxy=False):
             f = plan.files[v.shmid]
             if f.HasField("memfd"):
                 return services["shmem"][str(f.memfd.inode_id)]
-            return services["map"][f"{v.shmid}:{v.fdflags if v.HasField('fdflags') else 0}"]
+            return services["map"][_mapping_key(v)]
 
         mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"], mapping_fd,
                                    scratch, SCRATCH_SIZE)
@@ -494,7 +505,7 @@ def rebuild(plan, p, runtime, progress=None, fault=None, force_proxy=False):
         if fault == "rebuild":
             raise RestoreError("failure injected while rebuilding (test)")
         mem.finish()
-        place_vdso(task, p, parked, runtime, force_proxy)
+        place_vdso(task, p, parked)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
@@ -596,24 +607,22 @@ def move_kernel_areas(task, areas, new_base):
     return moved
 
 
-def place_vdso(task, p, parked, runtime, force_proxy):
+def place_vdso(task, p, parked):
     """In-place remap when the dumped vdso matches this kernel's: the
-    kernel's vdso+vvar go where the image had them. Otherwise the dumped
-    vdso becomes a proxy (spec §4.2)."""
-    image = p.vdso_image
-    if image is None:
+    kernel's vdso+vvar go, together, where the image had them. Otherwise the
+    dumped vdso becomes a proxy (spec §4.2)."""
+    decision = p.vdso_plan
+    if decision is None:
         return  # a process without vdso: nothing to put back
-    decision = vdso.plan(p.pid, image, runtime, force_proxy)
     if decision.proxy:
         build_proxy(task, p, parked, decision)
         return
-    vvar_areas = [a for a in parked if a[0] != "[vdso]"]
-    new_base = image.vvar_start if image.vvar_start is not None else image.vdso_start
-    moved = move_kernel_areas(task, parked, new_base if vvar_areas else image.vdso_start)
-    vdso_now = next(s for name, s, _ in moved if name == "[vdso]")
-    if vdso_now != image.vdso_start:
-        raise RestoreError(f"PID {p.pid}: the vdso landed at 0x{vdso_now:x}, not at "
-                           f"0x{image.vdso_start:x}")
+    vdso_offset = next(s for name, s, _ in parked if name == "[vdso]") - parked[0][1]
+    moved = move_kernel_areas(task, parked, decision.vdso[0] - vdso_offset)
+    vvar_now = next((s for name, s, _ in moved if name == "[vvar]"), None)
+    if decision.vvar and vvar_now != decision.vvar[0]:
+        raise RestoreError(f"PID {p.pid}: the vvar landed at 0x{vvar_now:x}, not at "
+                           f"0x{decision.vvar[0]:x}")
 
 
 def build_proxy(task, p, parked, decision):
@@ -684,7 +693,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
     # CRIU's fault injection 127 (FI_VDSO_TRAMPOLINES) forces the proxy
     force_proxy = force_proxy or os.environ.get("CRIU_FAULT") == "127"
     for p in plan.live:
-        check_vdso(p, runtime, force_proxy)
+        p.vdso_plan = check_vdso(p, runtime, force_proxy)
     log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
              images.path, plan.root.pid)
 
@@ -698,7 +707,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
             with _progress(total, show_progress) as bar:
                 for p in plan.live:
                     take_over(p)
-                    pages += rebuild(plan, p, runtime, bar.update, fault, force_proxy)
+                    pages += rebuild(plan, p, bar.update, fault)
             for p in plan.live:
                 release(p)
         except BaseException:

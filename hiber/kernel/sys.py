@@ -123,6 +123,13 @@ def sched_getparam(pid):
     return p.sched_priority
 
 
+def write_all(fd, data):
+    """os.write until every byte of data is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def signed(value, bits=64):
     """Register values come back unsigned; syscall results are signed."""
     value &= (1 << bits) - 1

@@ -14,7 +14,7 @@ import stat as st
 from ..errors import HiberError
 from ..images.messages import classes
 from ..kernel import proc
-from ..kernel.sys import SPLICE_F_NONBLOCK, kcmp, KCMP_FILE, tee
+from ..kernel.sys import SPLICE_F_NONBLOCK, kcmp, KCMP_FILE, tee, write_all
 from . import shmem
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,14 @@ class UnsupportedFile(HiberError):
     pass
 
 
-def _fown():
+def no_owner():
+    """The fown_entry of a file nobody set an owner on (F_SETOWN)."""
     return classes["fown_entry"](uid=0, euid=0, signum=0, pid_type=0, pid=0)
 
 
 def _fown_of(fd):
     """Owner of an open file (F_SETOWN/F_SETSIG), read through our duplicate."""
-    fown = _fown()
+    fown = no_owner()
     try:
         signum = fcntl.fcntl(fd, 11)  # F_GETSIG
         owner = fcntl.fcntl(fd, 9)    # F_GETOWN: >0 a pid, <0 a process group
@@ -82,7 +83,6 @@ class FileTable:
         self.entries = []           # file_entry messages, files.img order
         self._mapped = {}           # (dev, ino, path) -> id
         self._open = []             # (pid, fd, id) of open file descriptions seen
-        self._paths = {}            # (path, kind) -> id for cwd/root/exe
         self.pipe_data = {}         # pipe inode -> (bytes, size)
         self.fifo_data = {}         # fifo inode -> (bytes, size)
         self.shmem = shmem.SharedObjects(self)
@@ -93,7 +93,7 @@ class FileTable:
     def _reg_entry(self, path, info, flags=0, pos=0, fown=None, size_check=True):
         file_id = self._next_id()
         reg = classes["reg_file_entry"](id=file_id, flags=flags, pos=pos,
-                                        fown=fown or _fown(), name=path)
+                                        fown=fown or no_owner(), name=path)
         if st.S_ISREG(info.st_mode) and size_check:
             reg.size = info.st_size
         reg.mode = info.st_mode
@@ -104,7 +104,7 @@ class FileTable:
         self.entries.append(FileEntry(type=FD_REG, id=file_id, reg=reg))
         return file_id
 
-    def mapped_file(self, pid, link, path, info):
+    def mapped_file(self, path, info):
         """A file that is only mapped (or is the exe): one entry per file."""
         key = (info.st_dev, info.st_ino, path)
         if key not in self._mapped:
@@ -119,7 +119,7 @@ class FileTable:
                                   "hiber cannot dump deleted files yet")
         info = os.stat(link)
         if kind == "exe":
-            return self.mapped_file(pid, link, path, info)
+            return self.mapped_file(path, info)
         return self._reg_entry(path, info)
 
     def _same_open_file(self, pid, fd):
@@ -133,16 +133,15 @@ class FileTable:
 
     # ---- fd kinds ------------------------------------------------------
 
-    def describe_fd(self, pid, fd, shell_job):
-        """Return (file id, fd type) for one fd of a frozen process."""
+    def describe_fd(self, pid, fd, fdinfo, shell_job):
+        """Return (file id, fd type) for one fd of a frozen process;
+        ``fdinfo`` is what /proc/PID/fdinfo/FD says."""
         shared = self._same_open_file(pid, fd)
-        link = proc.fd_link(pid, fd)
-        info_text = proc.fdinfo(pid, fd)
         if shared is not None:
-            kind = self.entries[shared - 1].type
-            return shared, kind
-        flags = int(info_text["flags"], 8)
-        pos = int(info_text["pos"])
+            return shared, self.entries[shared - 1].type
+        link = proc.fd_link(pid, fd)
+        flags = int(fdinfo["flags"], 8)
+        pos = int(fdinfo["pos"])
         fd_path = f"/proc/{pid}/fd/{fd}"
         try:
             info = os.stat(fd_path)
@@ -203,7 +202,7 @@ class FileTable:
         if link.endswith(" (deleted)"):
             raise UnsupportedFile(f"PID {pid} fd {fd} is a deleted FIFO ({link}): "
                                   "not supported yet")
-        regf_id = self._reg_entry(link, info, flags & ~O_CLOEXEC, 0, _fown(), False)
+        regf_id = self._reg_entry(link, info, flags & ~O_CLOEXEC, 0, no_owner(), False)
         file_id = self._next_id()
         fifo = classes["fifo_entry"](id=file_id, pipe_id=info.st_ino, regf_id=regf_id)
         self.entries.append(FileEntry(type=FD_FIFO, id=file_id, fifo=fifo))
@@ -284,8 +283,9 @@ def dump_fds(pid, table, shell_job):
     """fdinfo entries of one process, ascending fd."""
     out = []
     for fd in proc.fds(pid):
-        file_id, kind = table.describe_fd(pid, fd, shell_job)
-        fd_flags = 1 if int(proc.fdinfo(pid, fd)["flags"], 8) & O_CLOEXEC else 0
+        fdinfo = proc.fdinfo(pid, fd)
+        file_id, kind = table.describe_fd(pid, fd, fdinfo, shell_job)
+        fd_flags = 1 if int(fdinfo["flags"], 8) & O_CLOEXEC else 0
         out.append(classes["fdinfo_entry"](id=file_id, flags=fd_flags, type=kind, fd=fd))
     return out
 
@@ -433,6 +433,4 @@ def _fill_pipe(write_fd, data, size):
         except OSError:
             pass  # a smaller pipe still holds what a default one holds
     if data:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_fd, view):]
+        write_all(write_fd, data)

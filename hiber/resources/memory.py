@@ -17,7 +17,7 @@ from ..images import vma as V
 from ..images.messages import classes
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
 from ..kernel import pagescan, proc
-from ..kernel.sys import IOV_MAX, address_of, process_vm_readv
+from ..kernel.sys import IOV_MAX, address_of, process_vm_readv, write_all
 from . import shmem
 
 log = logging.getLogger(__name__)
@@ -217,36 +217,30 @@ class MemoryDump:
         if io_mapping and not m.shared:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
                                      f"({m.path}) is device/IO memory")
-        mode = _link_open_mode(self.pid, m)
-        e.shmid = self.files.mapped_file(self.pid, link, m.path, info)
-        e.pgoff = m.offset
-        if mode is not None:
-            e.fdflags = mode
-        if m.shared:
-            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_SHARED
-            e.flags = V.MAP_SHARED | extra_flags
-        else:
-            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_PRIVATE
-            e.flags = V.MAP_PRIVATE | extra_flags
-        return e
+        return self._backed_by(e, m, self.files.mapped_file(m.path, info), extra_flags)
 
     def _shmem_vma(self, e, m, link, extra_flags):
         """Shared anonymous memory or a memfd: the memfd path (spec §3.2)."""
         if "ht" in m.vmflags:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
                                      "hugetlb shared memory, not supported yet")
-        e.shmid = self.files.shmem.mapping(m.path, link, classes["fown_entry"](
-            uid=0, euid=0, signum=0, pid_type=0, pid=0))
+        # a private mapping's COWed pages go to the task's pagemap as for any
+        # private file
+        return self._backed_by(e, m, self.files.shmem.mapping(m.path, link), extra_flags,
+                               V.VMA_AREA_MEMFD)
+
+    def _backed_by(self, e, m, file_id, extra_flags, extra_status=0):
+        """A file-backed vma_entry: its file entry, offset, open mode, kind."""
+        e.shmid = file_id
         e.pgoff = m.offset
         mode = _link_open_mode(self.pid, m)
         if mode is not None:
             e.fdflags = mode
         if m.shared:
-            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_SHARED | V.VMA_AREA_MEMFD
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_SHARED | extra_status
             e.flags = V.MAP_SHARED | extra_flags
         else:
-            # its COWed pages go to the task's pagemap as for any private file
-            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_PRIVATE | V.VMA_AREA_MEMFD
+            e.status = V.VMA_AREA_REGULAR | V.VMA_FILE_PRIVATE | extra_status
             e.flags = V.MAP_PRIVATE | extra_flags
         return e
 
@@ -333,7 +327,7 @@ class MemoryDump:
 
     def write_pages(self, writer, runs, buffer, progress=None):
         """Copy the pages of ``runs`` (from page_runs) into the pages file
-        through ``buffer`` (a bytearray); progress(n) after each batch."""
+        through ``buffer`` (a writable mapping); progress(n) after each batch."""
         batch = []          # (vaddr, nr_pages, flags)
         batch_bytes = 0
         mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)
@@ -403,15 +397,9 @@ def fill_mm_entry(pid, vmas, exe_file_id, brk, dumpable, thp_disabled):
         thp_disabled=bool(thp_disabled))
 
 
-def write_all(fd, view):
-    while view:
-        view = view[os.write(fd, view):]
-
-
 # ---- restore half: build the image's address space inside a stub ----------
 
 MAP_FIXED = 0x10
-MAP_FIXED_NOREPLACE = 0x100000
 MADV_GUARD_INSTALL = 102
 MADV_POPULATE_WRITE = 23
 POPULATE_MIN_BYTES = 64 << 10
@@ -481,14 +469,12 @@ class MemoryRestore:
     def create_vmas(self):
         for v in self.vmas:
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
-            flags = v.flags & ~V.MAP_DROPPABLE | MAP_FIXED
+            flags = v.flags | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
                 fd, offset = self.mapping_fd(v), v.pgoff
             else:
                 fd, offset = -1, 0
                 flags |= V.MAP_ANONYMOUS
-            if v.flags & V.MAP_DROPPABLE:
-                flags |= V.MAP_DROPPABLE
             got = self.remote.syscall("mmap", v.start, v.end - v.start, prot, flags, fd, offset)
             if got != v.start:
                 raise HiberError(f"PID {self.remote.pid}: mapping 0x{v.start:x} landed at "

@@ -37,7 +37,7 @@ class SharedObjects:
         self.files = files             # FileTable: allocates file ids
         self.inodes = {}               # inode number -> [inode_id, entry, open fd]
         self.pages_ids = {}            # inode number -> pages id, once assigned
-        self.mapped_file_ids = {}      # (inode number, fdflags) -> file id
+        self.mapped_file_ids = {}      # inode_id -> file id of its mappings
         self.pages_written = 0
         self.pages_scanned = 0
 
@@ -58,9 +58,6 @@ class SharedObjects:
         self.inodes[info.st_ino] = [inode_id, entry, fd]
         return inode_id
 
-    def inode_number(self, open_path):
-        return os.stat(open_path).st_ino
-
     def _file_entry(self, inode_id, flags, pos, fown):
         file_id = len(self.files.entries) + 1
         memfd = classes["memfd_file_entry"](id=file_id, flags=flags, pos=pos, fown=fown,
@@ -69,13 +66,13 @@ class SharedObjects:
                                                         memfd=memfd))
         return file_id
 
-    def mapping(self, path, link, fown):
+    def mapping(self, path, link):
         """File id for a VMA backed by a shmem object (one per object)."""
+        from .files import no_owner
         inode_id = self._inode(path, link)
-        key = self.inode_number(link)
-        if key not in self.mapped_file_ids:
-            self.mapped_file_ids[key] = self._file_entry(inode_id, 0, 0, fown)
-        return self.mapped_file_ids[key]
+        if inode_id not in self.mapped_file_ids:
+            self.mapped_file_ids[inode_id] = self._file_entry(inode_id, 0, 0, no_owner())
+        return self.mapped_file_ids[inode_id]
 
     def fd(self, path, fd_path, flags, pos, fown):
         """File id for an open memfd fd."""

@@ -193,18 +193,22 @@ def _freeze_process(tree, pid):
         return True
     p.stopped = st.state == "T"
     seized = []
+    gone = set()  # exiting or exited: still listed in /proc for a while
     while True:
-        new = [t for t in proc.thread_ids(pid) if t not in seized]
+        new = [t for t in proc.thread_ids(pid) if t not in seized and t not in gone]
         if not new:
             break
         for tid in new:
             if _seize_thread(pid, tid):
                 seized.append(tid)
+            else:
+                gone.add(tid)
         for tid in new:
             if tid in seized:
                 sig = _wait_for_stop(tid)
                 if sig is None:
                     seized.remove(tid)
+                    gone.add(tid)
                 elif sig:
                     p.stop_signal = sig
     if not seized and _exiting(pid, pid):

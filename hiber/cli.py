@@ -5,6 +5,7 @@ code; any HiberError becomes one line on stderr and exit code 1.
 """
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -219,26 +220,35 @@ def _refuse_unsupported_modes(args):
             raise UsageError(f"{flag} is not supported by hiber yet")
 
 
+def _logged(doing, finished, what, work):
+    """Run a dump or a restore: its outcome is the last line of the log, and
+    anything unforeseen (a bug, an odd kernel answer) becomes one line for the
+    user, with the traceback in the log."""
+    log = logging.getLogger("hiber.cli")
+    try:
+        result = work()
+    except HiberError as e:
+        log.error("%s FAILED: %s", doing, e)
+        raise
+    except Exception as e:
+        log.error("%s FAILED: %s", doing, e, exc_info=True)
+        raise HiberError(f"{what} failed: {type(e).__name__}: {e}") from None
+    log.info("%s", finished)  # criu's own last lines
+    return result
+
+
 def cmd_dump(args):
     from .dump import dump
     _refuse_unsupported_modes(args)
     os.makedirs(args.images_dir, exist_ok=True)
     setup_logging(args)
-    log = logging.getLogger("hiber.cli")
-    try:
-        result = dump(args.tree, args.images_dir, leave_running=args.leave_running,
-                      shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
-                      leave_stopped=args.leave_stopped,
-                      fault=os.environ.get("HIBER_FAULT"), show_progress=True)
-    except HiberError as e:
-        log.error("Dumping FAILED: %s", e)
-        raise
-    except Exception as e:
-        # a bug or an unforeseen kernel answer: the traceback goes to the log,
-        # the user gets one line
-        log.error("Dumping FAILED: %s", e, exc_info=True)
-        raise HiberError(f"dump of PID {args.tree} failed: {type(e).__name__}: {e}") from None
-    log.info("Dumping finished successfully")
+    work = functools.partial(dump, args.tree, args.images_dir,
+                             leave_running=args.leave_running, shell_job=args.shell_job,
+                             allow_uprobes=args.allow_uprobes,
+                             leave_stopped=args.leave_stopped,
+                             fault=os.environ.get("HIBER_FAULT"), show_progress=True)
+    result = _logged("Dumping", "Dumping finished successfully", f"dump of PID {args.tree}",
+                     work)
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
@@ -260,19 +270,12 @@ def cmd_restore(args):
     if not os.path.isdir(args.images_dir):
         raise UsageError(f"{args.images_dir}: no such images directory")
     setup_logging(args)
-    log = logging.getLogger("hiber.cli")
-    try:
-        result = restore(args.images_dir, detach=args.restore_detached, pidfile=args.pidfile,
-                         shell_job=args.shell_job, allow_uprobes=args.allow_uprobes,
-                         show_progress=True, fault=os.environ.get("HIBER_FAULT"))
-    except HiberError as e:
-        log.error("Restoring FAILED: %s", e)
-        raise
-    except Exception as e:
-        log.error("Restoring FAILED: %s", e, exc_info=True)
-        raise HiberError(f"restore from {args.images_dir} failed: "
-                         f"{type(e).__name__}: {e}") from None
-    log.info("Restore finished successfully")
+    work = functools.partial(restore, args.images_dir, detach=args.restore_detached,
+                             pidfile=args.pidfile, shell_job=args.shell_job,
+                             allow_uprobes=args.allow_uprobes, show_progress=True,
+                             fault=os.environ.get("HIBER_FAULT"))
+    result = _logged("Restoring", "Restore finished successfully",
+                     f"restore from {args.images_dir}", work)
     if result.exit_status is None:
         return 0
     # not detached: hiber exits as the restored root did (signals as 128+N)

@@ -9,7 +9,7 @@ and every injected change is undone by RemoteTask's context manager.
 import logging
 import mmap
 import os
-import sys
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from .images.messages import classes
 from .inject.freeze import freeze_tree
 from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
+from .progress import progress_bar
 from .resources import core, files, memory, task
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
         log.info("Dump finished; the tree runs on")
     elif leave_stopped:
         for pid_ in tree.processes:
-            os.kill(pid_, 19)
+            os.kill(pid_, signal.SIGSTOP)
         tree.thaw()
         log.info("Dump finished; the tree is left stopped")
     else:
@@ -213,24 +214,15 @@ def write_memory(images, collected, shared, fault, show_progress):
     runs = {c.pid: list(c.memory.page_runs(zero_pfn)) for c in collected}
     to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)
     total = 0
-    with progress_bar(to_write, show_progress) as bar:
+    with progress_bar(to_write, show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
                 c.memory.write_pages(writer, runs[c.pid], buffer, bar.update)
-                if fault == "pages":
-                    raise InjectedFault("failure injected at phase 'pages' (test)")
+                _inject_fault(fault, "pages")
             total += c.memory.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
                      c.memory.pages_written, c.memory.pages_scanned, c.pages_id)
     return total
-
-
-def progress_bar(total_pages, enabled):
-    """Pages written of pages to write, on a terminal, for dumps over 1 s."""
-    from tqdm import tqdm
-    return tqdm(total=total_pages, unit="page", unit_scale=True, delay=1, leave=False,
-                desc="dumping memory", file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()))
 
 
 def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes):

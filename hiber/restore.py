@@ -32,6 +32,7 @@ from .inject.remote import RemoteTask
 from .kernel import proc
 from .kernel import ptrace as pt
 from .kernel.clone import fork_with_pid
+from .progress import progress_bar
 from .resources import core, files, memory, shmem, vdso
 
 log = logging.getLogger(__name__)
@@ -704,7 +705,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
         try:
             pages = 0
             total = sum(p.pagemap.present_pages for p in plan.live)
-            with _progress(total, show_progress) as bar:
+            with progress_bar(total, show_progress, "restoring memory") as bar:
                 for p in plan.live:
                     take_over(p)
                     pages += rebuild(plan, p, bar.update, fault)
@@ -730,15 +731,6 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
         _, status = os.waitpid(root, 0)
         result.exit_status = os.waitstatus_to_exitcode(status)
     return result
-
-
-def _progress(total_pages, enabled):
-    import sys
-
-    from tqdm import tqdm
-    return tqdm(total=total_pages, unit="page", unit_scale=True, delay=1, leave=False,
-                desc="restoring memory", file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()))
 
 
 def _write_stats(images, forking, elapsed, pages):

@@ -71,8 +71,10 @@ class FrozenTree:
         the tracer (we) reaps the threads, and passes each leader on to its
         parent by waiting for it too, unless we are that parent."""
         ours = os.getpid()
-        our_children = {pid for pid in self.processes
-                        if self.parents.get(pid, _real_parent(pid)) == ours}
+        # only the root has no parent inside the tree: ask /proc for its own
+        our_children = {pid for pid, parent in self.parents.items() if parent == ours}
+        if _real_parent(self.root) == ours:
+            our_children.add(self.root)
         for pid in self.processes:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -62,6 +62,17 @@ def _words(data, offset, count, fmt):
         offset + count * size <= len(data) else [0] * count
 
 
+# XSAVE components held in user_x86_xsave_entry: (component, field, number
+# of elements written when the CPU has it, element format) (spec §2.6)
+XSAVE_ARRAYS = [(cpu.XFEATURE_YMM, "ymmh_space", 64, "I"),
+                (cpu.XFEATURE_BNDREGS, "bndreg_state", 8, "Q"),
+                (cpu.XFEATURE_BNDCSR, "bndcsr_state", 8, "Q"),
+                (cpu.XFEATURE_OPMASK, "opmask_reg", 8, "Q"),
+                (cpu.XFEATURE_ZMM_HI256, "zmm_upper", 64, "Q"),
+                (cpu.XFEATURE_HI16_ZMM, "hi16_zmm", 128, "Q"),
+                (cpu.XFEATURE_PKRU, "pkru", 2, "I")]
+
+
 def fpregs_from_xstate(xstate):
     """user_x86_fpregs_entry from a standard-format XSAVE area (§2.6)."""
     cwd, swd, twd, fop, rip, rdp, mxcsr, mxcsr_mask = struct.unpack_from("<HHHHQQII", xstate)
@@ -74,14 +85,7 @@ def fpregs_from_xstate(xstate):
     layout = cpu.xstate_layout()
     xs = fp.xsave
     xs.xstate_bv = struct.unpack_from("<Q", xstate, cpu.XSAVE_HEADER_OFFSET)[0]
-    arrays = [(cpu.XFEATURE_YMM, "ymmh_space", 64, "I"),
-              (cpu.XFEATURE_BNDREGS, "bndreg_state", 8, "Q"),
-              (cpu.XFEATURE_BNDCSR, "bndcsr_state", 8, "Q"),
-              (cpu.XFEATURE_OPMASK, "opmask_reg", 8, "Q"),
-              (cpu.XFEATURE_ZMM_HI256, "zmm_upper", 64, "Q"),
-              (cpu.XFEATURE_HI16_ZMM, "hi16_zmm", 128, "Q"),
-              (cpu.XFEATURE_PKRU, "pkru", 2, "I")]
-    for feature, name, count, fmt in arrays:
+    for feature, name, count, fmt in XSAVE_ARRAYS:
         if feature in layout:
             getattr(xs, name).extend(_words(xstate, layout[feature][0], count, fmt))
     if cpu_has_shadow_stack():
@@ -190,9 +194,7 @@ def thread_info(tid, remote, scratch):
 def sigactions(remote, scratch):
     """62 sa_entry: signals 1..64 without SIGKILL and SIGSTOP (§2.7)."""
     out = []
-    for sig in range(1, 65):
-        if sig in (SIGKILL, SIGSTOP):
-            continue
+    for sig in _signals_without_kill_and_stop():
         remote.syscall("rt_sigaction", sig, 0, scratch, 8)
         handler, flags, restorer, mask = struct.unpack("<QQQQ", remote.read(scratch, 32))
         out.append(C["sa_entry"](sigaction=handler, flags=flags, restorer=restorer, mask=mask,
@@ -473,13 +475,7 @@ def xstate_from_fpregs(current, fp):
         x = fp.xsave
         layout = cpu.xstate_layout()
         struct.pack_into("<Q", xs, cpu.XSAVE_HEADER_OFFSET, x.xstate_bv)
-        for feature, name, fmt in ((cpu.XFEATURE_YMM, "ymmh_space", "I"),
-                                   (cpu.XFEATURE_BNDREGS, "bndreg_state", "Q"),
-                                   (cpu.XFEATURE_BNDCSR, "bndcsr_state", "Q"),
-                                   (cpu.XFEATURE_OPMASK, "opmask_reg", "Q"),
-                                   (cpu.XFEATURE_ZMM_HI256, "zmm_upper", "Q"),
-                                   (cpu.XFEATURE_HI16_ZMM, "hi16_zmm", "Q"),
-                                   (cpu.XFEATURE_PKRU, "pkru", "I")):
+        for feature, name, _, fmt in XSAVE_ARRAYS:
             values = list(getattr(x, name))
             if values and feature in layout:
                 struct.pack_into(f"<{len(values)}{fmt}", xs, layout[feature][0], *values)

@@ -69,7 +69,7 @@ def bench_size(binary, mib, runs):
             dumps.append(time.perf_counter() - t)
             os.waitpid(pid, 0)  # the dumped process, killed: ours to reap
             t = time.perf_counter()
-            restore(images, detach=True)  # the restored process is our child again
+            restore(images, restore_detached=True)  # the restored process is our child again
             restores.append(time.perf_counter() - t)
     finally:
         try:

@@ -1,9 +1,14 @@
 """hiber: checkpoint/restore of live Linux process trees, in CRIU's image format.
 
     import hiber
-    done = hiber.dump(pid, "/tmp/images", leave_running=False)
-    back = hiber.restore("/tmp/images", detach=True)
+    done = hiber.dump(pid, "/tmp/images", leave_running=True)
+    back = hiber.restore("/tmp/images", restore_detached=True)
     print(back.pids, back.pages_restored, back.times)
+
+Options are criu's, with ``_`` for ``-`` (leave_running, shell_job,
+allow_uprobes, restore_detached, pidfile, ...): as keywords, or as one
+``hiber.Options`` object (``hiber.dump(pid, dir, options=opts)``); an unknown
+keyword raises hiber.UsageError (also a TypeError) naming it.
 
 Errors are hiber.HiberError (and its subclasses), with a one-line message
 that names the pid, fd, file or address concerned.
@@ -18,6 +23,7 @@ __version__ = "0.1.0"
 from . import dump as _dump_module  # noqa: E402
 from . import restore as _restore_module  # noqa: E402
 from .errors import HiberError, ImageError, UsageError  # noqa: E402,F401
+from .options import Options  # noqa: E402,F401
 
 dump = _dump_module.dump
 DumpResult = _dump_module.DumpResult

@@ -5,7 +5,7 @@ code; any HiberError becomes one line on stderr and exit code 1.
 """
 
 import argparse
-import functools
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +17,7 @@ from .errors import HiberError, ImageError, UsageError
 from .images.framing import read_image
 from .images.jsonimg import image_to_json, json_to_bytes
 from .images.summary import summarise
+from .options import Options
 
 
 def _read_input(path):
@@ -130,9 +131,12 @@ class CriuStyleFormatter(logging.Formatter):
                 f"{record.getMessage()}")
 
 
-def setup_logging(args):
-    """Log to --log-file (relative: inside the images dir, or --work-dir), or
-    to stderr. Returns the handler so the caller can log the last line."""
+@contextlib.contextmanager
+def command_logging(args):
+    """For the time of one command, the `hiber` logger writes to --log-file
+    (relative: inside the images dir, or --work-dir), or to stderr; then it
+    is given back as it was, so main() can run in-process again (the RPC
+    service will) without stacking or leaking handlers."""
     level = VERBOSITY_LEVELS.get(min(args.verbosity, 4), logging.DEBUG)
     if args.log_file and args.log_file != "-":
         base = args.work_dir or args.images_dir or "."
@@ -149,11 +153,18 @@ def setup_logging(args):
             level = VERBOSITY_LEVELS[0]
     handler.setFormatter(CriuStyleFormatter())
     handler.setLevel(level)
-    root = logging.getLogger("hiber")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    return handler
+    logger = logging.getLogger("hiber")
+    before = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # the command's log goes where the user said, only there
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+        handler.close()
 
 
 def normalise_verbosity(argv):
@@ -220,20 +231,38 @@ def _refuse_unsupported_modes(args):
             raise UsageError(f"{flag} is not supported by hiber yet")
 
 
-def _logged(doing, finished, what, work):
+def options_from(args):
+    """One Options from the parsed command line. The environment is read here,
+    in the front end, as criu's own binary reads it: CRIU_FAULT=127 (criu's
+    FI_VDSO_TRAMPOLINES) forces the vdso proxy, HIBER_FAULT names the phase
+    at which the tests make hiber fail."""
+    return Options(
+        leave_running=getattr(args, "leave_running", False),
+        leave_stopped=getattr(args, "leave_stopped", False),
+        shell_job=args.shell_job,
+        allow_uprobes=args.allow_uprobes,
+        restore_detached=getattr(args, "restore_detached", False),
+        pidfile=args.pidfile,
+        show_progress=True,
+        force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
+        fault=os.environ.get("HIBER_FAULT"))
+
+
+def _logged(args, doing, finished, what, work):
     """Run a dump or a restore: its outcome is the last line of the log, and
     anything unforeseen (a bug, an odd kernel answer) becomes one line for the
     user, with the traceback in the log."""
     log = logging.getLogger("hiber.cli")
-    try:
-        result = work()
-    except HiberError as e:
-        log.error("%s FAILED: %s", doing, e)
-        raise
-    except Exception as e:
-        log.error("%s FAILED: %s", doing, e, exc_info=True)
-        raise HiberError(f"{what} failed: {type(e).__name__}: {e}") from None
-    log.info("%s", finished)  # criu's own last lines
+    with command_logging(args):
+        try:
+            result = work(options_from(args))
+        except HiberError as e:
+            log.error("%s FAILED: %s", doing, e)
+            raise
+        except Exception as e:
+            log.error("%s FAILED: %s", doing, e, exc_info=True)
+            raise HiberError(f"{what} failed: {type(e).__name__}: {e}") from None
+        log.info("%s", finished)  # criu's own last lines
     return result
 
 
@@ -241,14 +270,9 @@ def cmd_dump(args):
     from .dump import dump
     _refuse_unsupported_modes(args)
     os.makedirs(args.images_dir, exist_ok=True)
-    setup_logging(args)
-    work = functools.partial(dump, args.tree, args.images_dir,
-                             leave_running=args.leave_running, shell_job=args.shell_job,
-                             allow_uprobes=args.allow_uprobes,
-                             leave_stopped=args.leave_stopped,
-                             fault=os.environ.get("HIBER_FAULT"), show_progress=True)
-    result = _logged("Dumping", "Dumping finished successfully", f"dump of PID {args.tree}",
-                     work)
+    result = _logged(args, "Dumping", "Dumping finished successfully",
+                     f"dump of PID {args.tree}",
+                     lambda options: dump(args.tree, args.images_dir, options=options))
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
@@ -269,13 +293,9 @@ def cmd_restore(args):
     _refuse_unsupported_modes(args)
     if not os.path.isdir(args.images_dir):
         raise UsageError(f"{args.images_dir}: no such images directory")
-    setup_logging(args)
-    work = functools.partial(restore, args.images_dir, detach=args.restore_detached,
-                             pidfile=args.pidfile, shell_job=args.shell_job,
-                             allow_uprobes=args.allow_uprobes, show_progress=True,
-                             fault=os.environ.get("HIBER_FAULT"))
-    result = _logged("Restoring", "Restore finished successfully",
-                     f"restore from {args.images_dir}", work)
+    result = _logged(args, "Restoring", "Restore finished successfully",
+                     f"restore from {args.images_dir}",
+                     lambda options: restore(args.images_dir, options=options))
     if result.exit_status is None:
         return 0
     # not detached: hiber exits as the restored root did (signals as 128+N)

@@ -13,12 +13,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from .errors import HiberError
+from .faults import fault_point
 from .images.imagedir import ImageDir
 from .images.messages import classes
 from .inject.freeze import freeze_tree
 from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
+from .options import build_options
 from .progress import progress_bar
 from .resources import core, files, memory, task
 
@@ -64,14 +65,14 @@ class _Clock:
         return int(self.marks.get(name, 0) * 1e6)
 
 
-def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=False,
-         leave_stopped=False, fault=None, show_progress=False):
+def dump(pid, images_dir, *, options=None, **given):
     """Checkpoint the tree rooted at ``pid`` into ``images_dir``.
 
-    By default the tree is killed once the images are complete (criu's
-    behaviour); ``leave_running`` resumes it instead.  ``fault`` names a
-    phase at which to fail on purpose (tests of the failure paths).
+    Options (hiber.Options, or its fields as keywords): by default the tree
+    is killed once the images are complete (criu's behaviour);
+    ``leave_running`` resumes it instead, ``leave_stopped`` leaves it stopped.
     """
+    options = build_options("dump", options, **given)
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
@@ -86,8 +87,8 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
     ids = task.IdAllocator()
     seccomp = task.SeccompFilters()
     try:
-        _inject_fault(fault, "frozen")
-        check_tree(tree, allow_uprobes)
+        fault_point(options, "frozen")
+        check_tree(tree, options.allow_uprobes)
         collected = []
         next_pages_id = 1
         zombies = {p.pid: core.zombie_core(p.pid) for p in tree.processes.values()
@@ -95,8 +96,7 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
         for p in tree.processes.values():
             if p.zombie:
                 continue
-            c = collect_process(tree, p, file_table, ids, seccomp, shell_job,
-                                allow_uprobes, fault)
+            c = collect_process(tree, p, file_table, ids, seccomp, options)
             # CRIU numbers a process's shared objects before its own pages (§1.7)
             next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
             c.pages_id = next_pages_id
@@ -104,14 +104,14 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
             collected.append(c)
         had_uprobes = any(c.memory.had_uprobes for c in collected)
 
-        _inject_fault(fault, "files")
+        fault_point(options, "files")
         clock.start("memdump")
-        pages_written = write_memory(images, collected, file_table.shmem, fault, show_progress)
+        pages_written = write_memory(images, collected, file_table.shmem, options)
         clock.stop("memdump")
         clock.start("memwrite")
         write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
         clock.stop("memwrite")
-        _inject_fault(fault, "written")
+        fault_point(options, "written")
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
         tree.thaw()
@@ -121,10 +121,10 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)
 
-    if leave_running:
+    if options.leave_running:
         tree.thaw()
         log.info("Dump finished; the tree runs on")
-    elif leave_stopped:
+    elif options.leave_stopped:
         for pid_ in tree.processes:
             os.kill(pid_, signal.SIGSTOP)
         tree.thaw()
@@ -137,15 +137,6 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
                       {k: round(v, 6) for k, v in clock.marks.items()})
 
 
-class InjectedFault(HiberError):
-    pass
-
-
-def _inject_fault(fault, phase):
-    if fault == phase:
-        raise InjectedFault(f"failure injected at phase '{phase}' (test)")
-
-
 def check_tree(tree, allow_uprobes):
     """Refuse early what cannot be dumped, before touching anything."""
     for p in tree.processes.values():
@@ -156,7 +147,7 @@ def check_tree(tree, allow_uprobes):
                 raise memory.UprobesFound(p.pid)
 
 
-def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_uprobes, fault):
+def collect_process(tree, frozen, file_table, ids, seccomp, options):
     pid = frozen.pid
     out = ProcessImages(pid, ids=ids.ids(pid))
     gadget = find_syscall_instruction(pid)
@@ -169,7 +160,7 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
         thp_disabled = leader.syscall("prctl", core.PR_GET_THP_DISABLE)
         umask = int(proc.status(pid)["Umask"], 8)
         tc = core.task_core(pid, frozen, leader, scratch)
-        _inject_fault(fault, "inject")
+        fault_point(options, "inject")
         for tid in frozen.threads:
             if tid == pid:
                 out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, seccomp, tc)
@@ -178,15 +169,15 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
                     out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch, seccomp)
 
     # 2. memory layout and files, read from outside (the scratch page is gone)
-    _inject_fault(fault, "memory")
+    fault_point(options, "memory")
     exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
-    out.memory = memory.MemoryDump(pid, file_table, allow_uprobes)
+    out.memory = memory.MemoryDump(pid, file_table, options.allow_uprobes)
     out.memory.collect_vmas()
     out.memory.recognise_vdso_proxy()
     out.memory.collect_guards()
     vmas = out.memory.vmas
     out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
-    out.fdinfo = files.dump_fds(pid, file_table, shell_job)
+    out.fdinfo = files.dump_fds(pid, file_table, options.shell_job)
     out.fs = files.dump_fs(pid, file_table, umask)
     return out
 
@@ -204,7 +195,7 @@ def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
     return entry
 
 
-def write_memory(images, collected, shared, fault, show_progress):
+def write_memory(images, collected, shared, options):
     """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
     zero_pfn = memory.zero_page_pfn()
     # an anonymous mapping, not a bytearray: only the pages a dump actually
@@ -214,11 +205,11 @@ def write_memory(images, collected, shared, fault, show_progress):
     runs = {c.pid: list(c.memory.page_runs(zero_pfn)) for c in collected}
     to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)
     total = 0
-    with progress_bar(to_write, show_progress, "dumping memory") as bar:
+    with progress_bar(to_write, options.show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
                 c.memory.write_pages(writer, runs[c.pid], buffer, bar.update)
-                _inject_fault(fault, "pages")
+                fault_point(options, "pages")
             total += c.memory.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
                      c.memory.pages_written, c.memory.pages_scanned, c.pages_id)

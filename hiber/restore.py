@@ -26,12 +26,14 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import HiberError, UsageError
+from .faults import fault_point
 from .images import vma as V
 from .images.imagedir import ImageDir
 from .inject.remote import RemoteTask
 from .kernel import proc
 from .kernel import ptrace as pt
 from .kernel.clone import fork_with_pid
+from .options import Options, build_options
 from .progress import progress_bar
 from .resources import core, files, memory, shmem, vdso
 
@@ -79,9 +81,9 @@ class RestoreResult:
 # ---- 1. read and check ------------------------------------------------------
 
 class Plan:
-    def __init__(self, images, allow_uprobes, shell_job, check_pids=True, check_files=True):
+    def __init__(self, images, options, check_pids=True, check_files=True):
         self.images = images
-        self.shell_job = shell_job
+        self.shell_job = shell_job = options.shell_job
         self.check_pids = check_pids
         self.hiber_pgid = os.getpgrp()
         self.shell_tty = _own_terminal() if shell_job else None
@@ -89,7 +91,7 @@ class Plan:
         if inventory.img_version != 2 or not inventory.fdinfo_per_id:
             raise RestoreError(f"{images.path}: image version {inventory.img_version} is not "
                                "supported (hiber reads CRIU's version 2 images)")
-        if inventory.allow_uprobes and not allow_uprobes:
+        if inventory.allow_uprobes and not options.allow_uprobes:
             raise RestoreError(UPROBES_MESSAGE)
         self.files = {f.id: f for f in images.read_optional("FILES")}
         self.pipe_data = _queued_data(images, "PIPES_DATA")
@@ -236,8 +238,8 @@ def check_vdso(p, runtime, force_proxy):
 
 def plan_vdso(images_dir, force_proxy=False):
     """What restore would do with each process's vdso, creating nothing."""
-    plan = Plan(ImageDir(images_dir), allow_uprobes=True, shell_job=True, check_pids=False,
-                check_files=False)
+    plan = Plan(ImageDir(images_dir), Options(allow_uprobes=True, shell_job=True),
+                check_pids=False, check_files=False)
     runtime = vdso.runtime_layout()
     return [check_vdso(p, runtime, force_proxy) for p in plan.live]
 
@@ -476,7 +478,7 @@ def take_over(p):
         raise RestoreError(f"PID {p.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, progress=None, fault=None):
+def rebuild(plan, p, options, progress=None):
     services = p.services
     with RemoteTask(p.pid) as task:
         rseq = pt.get_rseq_configuration(p.pid)
@@ -503,8 +505,7 @@ def rebuild(plan, p, progress=None, fault=None):
         mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked])
         mem.create_vmas()
         mem.fill_pages(progress)
-        if fault == "rebuild":
-            raise RestoreError("failure injected while rebuilding (test)")
+        fault_point(options, "rebuild")
         mem.finish()
         place_vdso(task, p, parked)
 
@@ -681,20 +682,22 @@ class _Subreaper:
         self.libc.prctl(PR_SET_CHILD_SUBREAPER, self.before, 0, 0, 0)
 
 
-def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobes=False,
-            show_progress=False, fault=None, force_proxy=False):
-    """Restore the tree in images_dir. Returns a RestoreResult; without
-    ``detach`` it waits for the root to exit and reports its status."""
+def restore(images_dir, *, options=None, **given):
+    """Restore the tree in images_dir. Returns a RestoreResult.
+
+    Options (hiber.Options, or its fields as keywords): unless
+    ``restore_detached`` is false, it returns once the tree runs; otherwise
+    it waits for the root to exit and reports its status."""
+    options = build_options("restore", options, **given)
     started = time.perf_counter()
     images = ImageDir(images_dir)
+    pidfile = options.pidfile
     if pidfile and os.path.exists(pidfile):
         raise UsageError(f"--pidfile {pidfile} exists already; hiber will not overwrite it")
-    plan = Plan(images, allow_uprobes, shell_job)
+    plan = Plan(images, options)
     runtime = vdso.runtime_layout()
-    # CRIU's fault injection 127 (FI_VDSO_TRAMPOLINES) forces the proxy
-    force_proxy = force_proxy or os.environ.get("CRIU_FAULT") == "127"
     for p in plan.live:
-        p.vdso_plan = check_vdso(p, runtime, force_proxy)
+        p.vdso_plan = check_vdso(p, runtime, options.force_vdso_proxy)
     log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
              images.path, plan.root.pid)
 
@@ -705,10 +708,10 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
         try:
             pages = 0
             total = sum(p.pagemap.present_pages for p in plan.live)
-            with progress_bar(total, show_progress, "restoring memory") as bar:
+            with progress_bar(total, options.show_progress, "restoring memory") as bar:
                 for p in plan.live:
                     take_over(p)
-                    pages += rebuild(plan, p, bar.update, fault)
+                    pages += rebuild(plan, p, options, bar.update)
             for p in plan.live:
                 release(p)
         except BaseException:
@@ -727,7 +730,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
              elapsed)
     result = RestoreResult([p.pid for p in plan.processes], pages, images.path,
                            {"forking": round(forking, 6), "restore": round(elapsed, 6)})
-    if not detach:
+    if not options.restore_detached:
         _, status = os.waitpid(root, 0)
         result.exit_status = os.waitstatus_to_exitcode(status)
     return result

@@ -1,0 +1,67 @@
+"""Every option of a dump or a restore, in one object.
+
+The command line builds one ``Options`` from argv, and a later RPC service
+will build one from criu's protobuf fields: field names are criu's option
+names with ``_`` (``--leave-running`` is ``leave_running``, rpc.proto's
+``shell_job`` is ``shell_job``), so the two front ends cannot drift apart.
+The library reads nothing else: no environment, no global state.
+"""
+
+from dataclasses import dataclass, fields, replace
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Options:
+    # dump: what becomes of the tree once the images are complete; neither
+    # means killed, criu's default (leave_running wins when both are set)
+    leave_running: bool = False
+    leave_stopped: bool = False
+    # the tree is a job of a shell: dump its terminal fds as files, restore
+    # it into hiber's session, group and terminal (criu -j)
+    shell_job: bool = False
+    # dump: skip [uprobes] mappings; restore: accept images dumped so
+    allow_uprobes: bool = False
+    # restore: return once the tree runs (criu -d). The library, like criu's
+    # RPC service, restores detached unless told otherwise; the command line
+    # sets it from -d, whose absence means "wait for the root and report"
+    restore_detached: bool = True
+    # restore: write the restored root's PID here (criu --pidfile)
+    pidfile: str | None = None
+    # a progress bar on stderr when it is a terminal and the work takes a second
+    show_progress: bool = False
+    # restore: a proxy for every dumped vdso, even one the kernel's would
+    # replace in place (what criu's fault injection 127 forces)
+    force_vdso_proxy: bool = False
+    # tests of the failure paths: the phase at which to fail on purpose
+    # (see faults.py); None in any real use
+    fault: str | None = None
+
+
+# the Python API's older spellings, still accepted
+ALIASES = {"detach": "restore_detached", "force_proxy": "force_vdso_proxy"}
+
+
+class UnknownOption(UsageError, TypeError):
+    """A keyword that is no option: a UsageError for front ends, and the
+    TypeError any Python function raises for a keyword it does not take."""
+
+
+def build_options(caller, options=None, **given):
+    """``options`` (default: all defaults) with the keyword arguments of a
+    call such as ``hiber.dump(pid, dir, leave_running=True)`` on top."""
+    known = {f.name for f in fields(Options)}
+    values = {}
+    for name, value in given.items():
+        field = ALIASES.get(name, name)
+        if field not in known:
+            raise UnknownOption(f"{caller}() got an unknown option {name!r}; the options are: "
+                                + ", ".join(sorted(known)))
+        values[field] = value
+    if options is None:
+        options = Options()
+    elif not isinstance(options, Options):
+        raise UnknownOption(f"{caller}(): options= takes a hiber.Options, not "
+                            f"{type(options).__name__}")
+    return replace(options, **values) if values else options

@@ -16,8 +16,8 @@ import time
 from .errors import HiberError, ImageError, UsageError
 from .images.framing import read_image
 from .images.jsonimg import image_to_json, json_to_bytes
-from .images.summary import summarise
 from .options import Options
+from .show import summarise
 
 
 def _read_input(path):

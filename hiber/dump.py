@@ -21,7 +21,7 @@ from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
 from .options import build_options
 from .progress import progress_bar
-from .resources import core, files, memory, task
+from .resources import core, files, fs, memory, task
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def dump(pid, images_dir, *, options=None, **given):
     clock.start("frozen")
     log.info("Frozen %d process(es), %d thread(s) in %.1f ms", len(tree.processes),
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
-    file_table = files.FileTable()
+    file_table = files.FileTable(options.shell_job)
     ids = task.IdAllocator()
     seccomp = task.SeccompFilters()
     try:
@@ -177,8 +177,8 @@ def collect_process(tree, frozen, file_table, ids, seccomp, options):
     out.memory.collect_guards()
     vmas = out.memory.vmas
     out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
-    out.fdinfo = files.dump_fds(pid, file_table, options.shell_job)
-    out.fs = files.dump_fs(pid, file_table, umask)
+    out.fdinfo = files.dump_fds(pid, file_table)
+    out.fs = fs.dump_fs(pid, file_table, umask)
     return out
 
 
@@ -227,12 +227,7 @@ def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had
         images.write("MM", c.pid, [c.mm])
         images.write("FS", c.pid, [c.fs])
         images.write("FDINFO", c.ids.files_id, c.fdinfo)
-    images.write("FILES", None, file_table.entries)
-    # global images exist only when they have entries (spec §1.7)
-    for type_name, entries in (("PIPES_DATA", file_table.pipe_data_entries()),
-                               ("FIFO_DATA", file_table.fifo_data_entries())):
-        if entries:
-            images.write(type_name, None, entries)
+    file_table.write_images(images)  # files.img, and pipe data and the like
     images.write("SECCOMP", None, [seccomp.entry])
     images.write("TIMENS", 0, [task.timens_entry()])
     # the inventory last: a dir without it is recognisably incomplete

@@ -27,3 +27,8 @@ class ImageError(HiberError):
 
 class UsageError(HiberError):
     """The command line or API call asked for something inconsistent."""
+
+
+class RestoreError(HiberError):
+    """A restore refused before creating anything, or failed (and removed
+    what it had created)."""

@@ -25,7 +25,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from .errors import HiberError, UsageError
+from .errors import RestoreError, UsageError
 from .faults import fault_point
 from .images import vma as V
 from .images.imagedir import ImageDir
@@ -35,7 +35,8 @@ from .kernel import ptrace as pt
 from .kernel.clone import fork_with_pid
 from .options import Options, build_options
 from .progress import progress_bar
-from .resources import core, files, memory, shmem, vdso
+from .resources import core, files, fs, memory, vdso
+from .resources.files import memfd
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ STUB_TIMEOUT = 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 UPROBES_MESSAGE = ("Images were dumped with --allow-uprobes: make sure the same uprobes are "
                    "active, then restore with --allow-uprobes")
-
-
-class RestoreError(HiberError):
-    pass
 
 
 @dataclass
@@ -93,9 +90,7 @@ class Plan:
                                "supported (hiber reads CRIU's version 2 images)")
         if inventory.allow_uprobes and not options.allow_uprobes:
             raise RestoreError(UPROBES_MESSAGE)
-        self.files = {f.id: f for f in images.read_optional("FILES")}
-        self.pipe_data = _queued_data(images, "PIPES_DATA")
-        self.fifo_data = _queued_data(images, "FIFO_DATA")
+        self.files = files.FileImages(images)
         self.memfd_inodes = images.read_optional("MEMFD_INODE")
         tree = images.read("PSTREE")
         if not tree or tree[0].ppid != 0:
@@ -172,17 +167,7 @@ class Plan:
             used.update(v.shmid for v in p.mm.vmas
                         if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED))
             used.update((p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id))
-        for file_id in sorted(used):
-            f = self.files.get(file_id)
-            if f is None:
-                raise RestoreError(f"files.img has no file #{file_id}, which the images use")
-            if f.HasField("reg"):
-                _check_reg_file(f.reg)
-            elif f.HasField("fifo"):
-                _check_reg_file(self.files[f.fifo.regf_id].reg)
-            elif not (f.HasField("pipe") or f.HasField("memfd")):
-                raise RestoreError(f"file #{file_id} is of type {f.type}, which hiber cannot "
-                                   "restore yet")
+        self.files.check(used)
 
     def group_of(self, pgid):
         """The process group to join: a shell job's root stays in hiber's
@@ -208,24 +193,6 @@ def _own_terminal():
         except OSError:
             continue
     return None
-
-
-def _queued_data(images, type_name):
-    if not images.exists(type_name):
-        return {}
-    return {e.message.pipe_id: (e.extra or b"", e.message.size)
-            for e in images.read_entries(type_name)}
-
-
-def _check_reg_file(reg):
-    try:
-        info = os.stat(reg.name)
-    except OSError as e:
-        raise RestoreError(f"{reg.name}: {e.strerror}; the process had it open or mapped "
-                           "and needs it back") from None
-    if reg.HasField("size") and info.st_size != reg.size:
-        raise RestoreError(f"{reg.name} changed size since the dump ({reg.size} bytes then, "
-                           f"{info.st_size} now): restoring would corrupt the process")
 
 
 def check_vdso(p, runtime, force_proxy):
@@ -351,11 +318,9 @@ def stub_root(plan, writers):
                 pass
     os.closerange(max(keep) + 1, 1 << 20)
     writers = {pid: files.high_dup(fd, floor) for pid, fd in writers.items()}
-    shared = shmem.StubObjects(plan.images, plan.memfd_inodes, floor)
-    for inode in plan.memfd_inodes:
-        shared.service_fd(inode.inode_id)
-    stub_files = files.StubFiles(plan.files, plan.pipe_data, plan.fifo_data, shared, floor,
-                                 plan.shell_tty)
+    shared = memfd.StubObjects(plan.images, plan.memfd_inodes, floor)
+    shared.create_all()
+    stub_files = files.StubFiles(plan.files, shared, floor, plan.shell_tty)
     for p in plan.live:
         for e in p.fdinfo:
             stub_files.open_object(e.id)
@@ -418,26 +383,17 @@ def _own_setup(plan, p, stub_files, shared, writers):
     services = {"reports": sorted(writers.values()), "map": {}, "shmem": {}}
     pages = plan.images.file_path("PAGES", p.pagemap.pages_id)
     services["pages"] = files.high_dup(os.open(pages, os.O_RDONLY), floor)
-    services["exe"] = files.high_dup(
-        os.open(plan.files[p.mm.exe_file_id].reg.name, os.O_RDONLY), floor)
+    services["exe"] = stub_files.map_fd(p.mm.exe_file_id, os.O_RDONLY)
     for v in p.mm.vmas:
         if not v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
             continue
-        f = plan.files[v.shmid]
-        if f.HasField("memfd"):
-            continue
         key = _mapping_key(v)
         if key not in services["map"]:
-            services["map"][key] = files.high_dup(os.open(f.reg.name, _open_mode(v)), floor)
+            services["map"][key] = stub_files.map_fd(v.shmid, _open_mode(v))
     for inode_id, fd in shared.fds.items():
         services["shmem"][str(inode_id)] = fd
 
-    cwd = plan.files[p.fs.cwd_id].reg.name
-    root = plan.files[p.fs.root_id].reg.name
-    if root != "/":
-        os.chroot(root)
-    os.chdir(cwd)
-    os.umask(p.fs.umask)
+    fs.enter_fs(plan.files, p.fs)
     _set_rlimits(p.core.tc.rlimits.rlimits)
 
     os.write(writers[p.pid], (json.dumps(services) + "\n").encode())
@@ -494,13 +450,8 @@ def rebuild(plan, p, options, progress=None):
         drain_pending_signals(task, scratch)
         parked = park_kernel_areas(task, kernel_areas, occupied)
 
-        def mapping_fd(v):
-            f = plan.files[v.shmid]
-            if f.HasField("memfd"):
-                return services["shmem"][str(f.memfd.inode_id)]
-            return services["map"][_mapping_key(v)]
-
-        mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"], mapping_fd,
+        mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"],
+                                   lambda v: services["map"][_mapping_key(v)],
                                    scratch, SCRATCH_SIZE)
         mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked])
         mem.create_vmas()
@@ -515,7 +466,7 @@ def rebuild(plan, p, options, progress=None):
             create_thread(task, scratch, p.pid, tid)
             with RemoteTask(p.pid, tid, task.gadget) as thread:
                 core.restore_thread(thread, scratch, p.pid, tid, thread_core)
-        _seal_memfds(task, plan, services)
+        memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)
         core.restore_creds(task, scratch, p.pid, p.pid, p.core.thread_core.creds)
@@ -573,13 +524,6 @@ def drain_pending_signals(task, scratch):
         pending &= pending - 1
         task.write(scratch, (1 << (sig - 1)).to_bytes(8, "little"))
         task.syscall_raw("rt_sigtimedwait", scratch, 0, scratch + 8, 8)
-
-
-def _seal_memfds(task, plan, services):
-    for inode in plan.memfd_inodes:
-        fd = services["shmem"].get(str(inode.inode_id))
-        if fd is not None and inode.name.startswith("memfd:") and inode.seals:
-            task.syscall_raw("fcntl", fd, 1033, inode.seals)  # F_ADD_SEALS
 
 
 def park_kernel_areas(task, areas, occupied):

@@ -14,7 +14,7 @@ from hiber.errors import ImageError
 from hiber.images.framing import decode_bytes, read_image
 from hiber.images.imagedir import ImageDir
 from hiber.images.pagemap import PAGE_SIZE, PE_PRESENT
-from hiber.images.summary import summarise
+from hiber.show import summarise
 
 PSTREE = GOLDEN / "single" / "images" / "pstree.img"
 

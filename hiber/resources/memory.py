@@ -18,7 +18,7 @@ from ..images.messages import classes
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
 from ..kernel import pagescan, proc
 from ..kernel.sys import IOV_MAX, address_of, process_vm_readv, write_all
-from . import shmem
+from .files.memfd import is_shmem_path
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class MemoryDump:
 
     def _file_vma(self, e, m, extra_flags, io_mapping):
         link = proc.map_file_path(self.pid, m.start, m.end)
-        if shmem.is_shmem_path(m.path):
+        if is_shmem_path(m.path):
             return self._shmem_vma(e, m, link, extra_flags)
         if m.path.startswith("/SYSV"):
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is SysV "

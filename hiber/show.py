@@ -1,15 +1,18 @@
-"""A human summary of an image dir, for ``hiber show DIR``."""
+"""A human summary of an image dir, for ``hiber show DIR``.
+
+It sits above the resources, not in images/: naming an open file in words
+("pipe:[563989] (write end)") is each kind's own knowledge, asked of the
+kinds table, and images/ (the format alone) must not reach up for it.
+"""
 
 import bisect
 
-from .imagedir import ImageDir
-from .pagemap import PAGE_SIZE
-from .vma import kind_of, prot_text
+from .images.imagedir import ImageDir
+from .images.pagemap import PAGE_SIZE
+from .images.vma import kind_of, prot_text
+from .resources.files import KINDS
+from .resources.files.table import FD_TYPE_NAMES
 
-FD_TYPE_NAMES = {1: "REG", 2: "PIPE", 3: "FIFO", 4: "INETSK", 5: "UNIXSK", 6: "EVENTFD",
-                 7: "EVENTPOLL", 8: "INOTIFY", 9: "SIGNALFD", 10: "PACKETSK", 11: "TTY",
-                 12: "FANOTIFY", 13: "NETLINKSK", 14: "NS", 15: "TUNF", 16: "EXT",
-                 17: "TIMERFD", 18: "MEMFD", 19: "BPFMAP", 20: "PIDFD"}
 TASK_STATES = {1: "running", 2: "zombie", 3: "stopped"}
 
 
@@ -17,17 +20,7 @@ def _file_label(files, file_id):
     f = files.get(file_id)
     if f is None:
         return f"file #{file_id} (missing from files.img)"
-    if f.HasField("reg"):
-        return f.reg.name
-    if f.HasField("pipe"):
-        return f"pipe:[{f.pipe.pipe_id}]" + (" (write end)" if f.pipe.flags & 3 else " (read end)")
-    if f.HasField("fifo"):
-        return f"fifo:[{f.fifo.pipe_id}]"
-    if f.HasField("memfd"):
-        return f"memfd inode #{f.memfd.inode_id}"
-    if f.HasField("tty"):
-        return f"tty #{f.tty.tty_info_id}"
-    return FD_TYPE_NAMES.get(f.type, str(f.type)).lower()
+    return KINDS.label(f)
 
 
 def _pages_in(runs, starts, start, end):

@@ -1,4 +1,4 @@
-"""Shared anonymous memory and memfds, through CRIU's memfd path (spec §3.2):
+"""memfds and shared anonymous memory, through CRIU's memfd path (spec §3.2):
 
 * every shmem inode (a MAP_SHARED|MAP_ANONYMOUS area shows up as
   ``/dev/zero (deleted)``, a memfd as ``/memfd:NAME (deleted)``) becomes one
@@ -6,17 +6,23 @@
 * its contents go to pagemap-shmem-<inode number>.img + pages-N.img, with
   vaddr = byte offset in the object;
 * each mapping or fd refers to it through a MEMFD file_entry.
+
+Both halves live here: the dump's SharedObjects, and the restore's
+StubObjects, which the root stub creates once for the whole tree (so a
+shared object stays one object), the memfd kind of the files table (fds
+and mappings of an object), and the seals, which go on last.
 """
 
 import fcntl
 import os
 
-from ..images.messages import classes
-from ..images.pagemap import PAGE_SIZE, PE_PRESENT
+from ...images.messages import classes
+from ...images.pagemap import PAGE_SIZE, PE_PRESENT
+from .common import O_CLOEXEC, high_dup, no_owner
+from .table import FD_TYPES, Kind, nothing_to_check
 
+F_ADD_SEALS = 1033
 F_GET_SEALS = 1034
-FD_MEMFD = 18
-O_CLOEXEC = 0o2000000
 
 
 def is_shmem_path(path):
@@ -34,7 +40,7 @@ class SharedObjects:
     """Collects shmem inodes; writes memfd.img and their page images."""
 
     def __init__(self, files):
-        self.files = files             # FileTable: allocates file ids
+        self.files = files             # the FileTable: allocates file ids
         self.inodes = {}               # inode number -> [inode_id, entry, open fd]
         self.pages_ids = {}            # inode number -> pages id, once assigned
         self.mapped_file_ids = {}      # inode_id -> file id of its mappings
@@ -59,16 +65,11 @@ class SharedObjects:
         return inode_id
 
     def _file_entry(self, inode_id, flags, pos, fown):
-        file_id = len(self.files.entries) + 1
-        memfd = classes["memfd_file_entry"](id=file_id, flags=flags, pos=pos, fown=fown,
-                                            inode_id=inode_id)
-        self.files.entries.append(classes["file_entry"](type=FD_MEMFD, id=file_id,
-                                                        memfd=memfd))
-        return file_id
+        return self.files.add(KIND, classes["memfd_file_entry"](
+            id=0, flags=flags, pos=pos, fown=fown, inode_id=inode_id))
 
     def mapping(self, path, link):
         """File id for a VMA backed by a shmem object (one per object)."""
-        from .files import no_owner
         inode_id = self._inode(path, link)
         if inode_id not in self.mapped_file_ids:
             self.mapped_file_ids[inode_id] = self._file_entry(inode_id, 0, 0, no_owner())
@@ -131,7 +132,6 @@ def _data_ranges(fd, size):
         offset = end
 
 
-
 # ---- restore half: runs inside the stub --------------------------------
 
 MFD_ALLOW_SEALING = 2
@@ -155,6 +155,11 @@ class StubObjects:
         self.fds = {}          # inode_id -> service fd
         self._keep = []        # anonymous mappings backing the objects
 
+    def create_all(self):
+        """Every object of the images, before the tree is forked."""
+        for inode_id in self.inodes:
+            self.service_fd(inode_id)
+
     def service_fd(self, inode_id):
         if inode_id not in self.fds:
             self.fds[inode_id] = self._create(self.inodes[inode_id])
@@ -163,7 +168,6 @@ class StubObjects:
     def _create(self, entry):
         import ctypes
         import mmap
-        from .files import high_dup
         if entry.name.startswith("memfd:"):
             sealing = MFD_ALLOW_SEALING if entry.seals != F_SEAL_SEAL else 0
             fd = os.memfd_create(entry.name[len("memfd:"):], sealing)
@@ -189,9 +193,43 @@ class StubObjects:
 
     def reopen(self, inode_id, flags, pos, floor):
         """A new open file of an object, for an fd of the process."""
-        from .files import high_dup
         source = self.service_fd(inode_id)
         fd = os.open(f"/proc/self/fd/{source}", flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC))
         if pos:
             os.lseek(fd, pos, os.SEEK_SET)
         return high_dup(fd, floor)
+
+
+def seal_objects(task, inode_entries, service_fds):
+    """The memfds' seals, through the task's service fds (``service_fds``:
+    str(inode_id) -> fd). Last, once the task's mappings exist: a sealed
+    memfd refuses the writable shared mappings restore makes (F_SEAL_WRITE)."""
+    for inode in inode_entries:
+        fd = service_fds.get(str(inode.inode_id))
+        if fd is not None and inode.name.startswith("memfd:") and inode.seals:
+            task.syscall_raw("fcntl", fd, F_ADD_SEALS, inode.seals)
+
+
+# ---- the kind: fds of a memfd (or of /dev/zero shared memory) ---------------
+
+def is_shared_memory_fd(fd):
+    return is_shmem_path(fd.link)
+
+
+def dump_fd(table, fd):
+    return table.shmem.fd(fd.link, fd.path, fd.flags, fd.pos, fd.owner())
+
+
+def open_fd(stub, entry):
+    return stub.shared.reopen(entry.memfd.inode_id, entry.memfd.flags, entry.memfd.pos,
+                              stub.floor)
+
+
+def map_fd(stub, entry, mode):
+    """The object itself: the root stub's service fd of it."""
+    return stub.shared.service_fd(entry.memfd.inode_id)
+
+
+KIND = Kind(name="memfd", fd_type=FD_TYPES["MEMFD"], entry_field="memfd",
+            match=is_shared_memory_fd, dump=dump_fd, check=nothing_to_check, open=open_fd,
+            label=lambda entry: f"memfd inode #{entry.memfd.inode_id}", map_fd=map_fd)

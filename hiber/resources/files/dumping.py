@@ -1,0 +1,88 @@
+"""The dump side of open files: files.img, each process's fdinfo entries,
+and the images the kinds keep beside (written by their own state)."""
+
+from ...images.messages import classes
+from ...kernel import proc
+from ...kernel.sys import KCMP_FILE, kcmp
+from . import memfd, regular
+from .common import O_CLOEXEC
+from .kinds import KINDS
+from .table import FileEntry, OpenFd
+
+
+class FileTable:
+    """Allocates file_entry ids (from 1, in dump order) and keeps the entries.
+
+    An open file shared by several fds (dup, fork) is one entry: kcmp tells.
+    A kind that keeps more than its entries (the data queued in pipes, the
+    files already seen mapped) keeps it in ``state(kind, make)``; a state
+    with a ``write_images(images)`` method writes its own images.
+    """
+
+    def __init__(self, shell_job=False):
+        self.shell_job = shell_job  # terminals are dumped only for a shell job
+        self.entries = []           # file_entry messages, files.img order
+        self._open = []             # (pid, fd, id) of open file descriptions seen
+        self._states = {}           # kind name -> what that kind keeps
+        self.shmem = memfd.SharedObjects(self)
+
+    def add(self, kind, message):
+        """Append a file_entry holding ``message`` (its id is set here) as a
+        file of ``kind``; returns the id."""
+        file_id = len(self.entries) + 1
+        message.id = file_id
+        self.entries.append(FileEntry(type=kind.fd_type, id=file_id,
+                                      **{kind.entry_field: message}))
+        return file_id
+
+    def state(self, kind, make):
+        if kind.name not in self._states:
+            self._states[kind.name] = make()
+        return self._states[kind.name]
+
+    def mapped_file(self, path, info):
+        """The file id of a file mapped by a VMA."""
+        return regular.mapped_file(self, path, info)
+
+    def path_entry(self, pid, link, what):
+        """The file id of a process's exe, cwd or root (``link`` in /proc)."""
+        return regular.path_entry(self, pid, link, what)
+
+    def describe_fd(self, pid, fd, fdinfo):
+        """Return (file id, fd type) for one fd of a frozen process;
+        ``fdinfo`` is what /proc/PID/fdinfo/FD says."""
+        shared = self._same_open_file(pid, fd)
+        if shared is not None:
+            return shared, self.entries[shared - 1].type
+        open_fd = OpenFd.read(pid, fd, fdinfo)
+        kind = KINDS.recognise(open_fd)
+        file_id = kind.dump(self, open_fd)
+        self._open.append((pid, fd, file_id))
+        return file_id, kind.fd_type
+
+    def _same_open_file(self, pid, fd):
+        for other_pid, other_fd, file_id in self._open:
+            try:
+                if kcmp(pid, other_pid, KCMP_FILE, fd, other_fd) == 0:
+                    return file_id
+            except OSError:
+                continue
+        return None
+
+    def write_images(self, images):
+        images.write("FILES", None, self.entries)
+        for state in self._states.values():
+            write = getattr(state, "write_images", None)
+            if write is not None:
+                write(images)
+
+
+def dump_fds(pid, table):
+    """fdinfo entries of one process, ascending fd."""
+    out = []
+    for fd in proc.fds(pid):
+        fdinfo = proc.fdinfo(pid, fd)
+        file_id, fd_type = table.describe_fd(pid, fd, fdinfo)
+        fd_flags = 1 if int(fdinfo["flags"], 8) & O_CLOEXEC else 0
+        out.append(classes["fdinfo_entry"](id=file_id, flags=fd_flags, type=fd_type, fd=fd))
+    return out

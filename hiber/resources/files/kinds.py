@@ -1,0 +1,14 @@
+"""Every kind of open file hiber knows, registered in the order dump tries
+them on an fd (the first whose ``match`` says yes takes it): a new kind is
+one module and one line here."""
+
+from . import fifo, memfd, pipe, regular, terminal
+from .table import Table
+
+KINDS = Table(
+    pipe.KIND,      # links "pipe:[N]"; before FIFOs, as pipes are S_ISFIFO too
+    fifo.KIND,
+    memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files
+    terminal.KIND,  # terminals are character devices: before regular files
+    regular.KIND,   # regular files, directories and devices
+)

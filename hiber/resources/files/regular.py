@@ -1,0 +1,143 @@
+"""Regular files, directories and devices, which CRIU stores alike as REG
+entries (reg_file_entry: path, open flags, position, owner; the size and
+ELF build-id of a regular file, spec §2.15).
+
+The files a process holds without an fd are REG entries too: its exe, cwd
+and root, and the files its VMAs map (one entry per file, whatever the
+number of mappings).
+"""
+
+import logging
+import os
+import stat as st
+
+from ...errors import RestoreError
+from ...images.messages import classes
+from .common import O_ACCMODE, O_APPEND, O_CLOEXEC, UnsupportedFile, high_dup, no_owner
+from .table import FD_TYPES, Kind
+
+log = logging.getLogger(__name__)
+
+
+def build_id_words(path):
+    """The ELF GNU build-id packed into LE u32 words (spec §2.15), or None."""
+    try:
+        from elftools.elf.elffile import ELFFile
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return None
+            f.seek(0)
+            elf = ELFFile(f)
+            for section in elf.iter_sections():
+                if section.header.sh_type != "SHT_NOTE":
+                    continue
+                for note in section.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID":
+                        raw = bytes.fromhex(note["n_desc"])
+                        raw += b"\0" * (-len(raw) % 4)
+                        return [int.from_bytes(raw[i:i + 4], "little")
+                                for i in range(0, len(raw), 4)]
+    except Exception as e:  # a damaged ELF is not a reason to fail the dump
+        log.debug("no build-id for %s: %s", path, e)
+    return None
+
+
+# ---- dump --------------------------------------------------------------------
+
+def add_entry(table, path, info, flags=0, pos=0, fown=None, size_check=True):
+    """A REG entry for ``path`` (stat ``info``); returns its file id."""
+    reg = classes["reg_file_entry"](id=0, flags=flags, pos=pos, fown=fown or no_owner(),
+                                    name=path)
+    if st.S_ISREG(info.st_mode) and size_check:
+        reg.size = info.st_size
+    reg.mode = info.st_mode
+    if st.S_ISREG(info.st_mode) and info.st_mode & 0o111:
+        words = build_id_words(path)
+        if words:
+            reg.build_id.extend(words)
+    return table.add(KIND, reg)
+
+
+def mapped_file(table, path, info):
+    """A file that is only mapped (or is the exe): one entry per file."""
+    known = table.state(KIND, dict)  # (dev, ino, path) -> file id
+    key = (info.st_dev, info.st_ino, path)
+    if key not in known:
+        known[key] = add_entry(table, path, info)
+    return known[key]
+
+
+def path_entry(table, pid, link, what):
+    """exe, cwd or root: a REG entry with flags 0 (spec §2.15)."""
+    path = os.readlink(link)
+    if path.endswith(" (deleted)"):
+        raise UnsupportedFile(f"PID {pid}: its {what} {path} has been deleted; "
+                              "hiber cannot dump deleted files yet")
+    info = os.stat(link)
+    if what == "exe":
+        return mapped_file(table, path, info)
+    return add_entry(table, path, info)
+
+
+def is_file_dir_or_device(fd):
+    mode = fd.info.st_mode
+    return st.S_ISREG(mode) or st.S_ISDIR(mode) or st.S_ISCHR(mode) or st.S_ISBLK(mode)
+
+
+def dump_fd(table, fd):
+    if fd.link.endswith(" (deleted)"):
+        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is a deleted file ({fd.link}): "
+                              "hiber cannot dump deleted files yet")
+    if not fd.link.startswith("/"):
+        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}: not supported yet")
+    return dump_open_file(table, fd)
+
+
+def dump_open_file(table, fd):
+    """The REG entry of an open file, with its flags, position and owner."""
+    status_flags = fd.flags & ~O_CLOEXEC
+    # O_WRONLY|O_APPEND files may grow under us: CRIU skips their size check
+    size_check = not (status_flags & O_ACCMODE == 1 and status_flags & O_APPEND)
+    return add_entry(table, fd.link, fd.info, status_flags, fd.pos, fd.owner(), size_check)
+
+
+# ---- restore -------------------------------------------------------------------
+
+def check(files, entry):
+    check_file(entry.reg)
+
+
+def check_file(reg):
+    """The file is there, with the size it had (when its size was recorded)."""
+    try:
+        info = os.stat(reg.name)
+    except OSError as e:
+        raise RestoreError(f"{reg.name}: {e.strerror}; the process had it open or mapped "
+                           "and needs it back") from None
+    if reg.HasField("size") and info.st_size != reg.size:
+        raise RestoreError(f"{reg.name} changed size since the dump ({reg.size} bytes then, "
+                           f"{info.st_size} now): restoring would corrupt the process")
+
+
+def open_entry(stub, entry):
+    return open_file(entry.reg, stub.floor)
+
+
+def open_file(reg, floor, name=None):
+    """A new open file of ``reg`` (or of ``name`` in its place), with its
+    flags and position, at a number >= floor."""
+    flags = reg.flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC | os.O_EXCL)
+    fd = os.open(name or reg.name, flags | os.O_NOCTTY)
+    if reg.pos and not st.S_ISCHR(os.fstat(fd).st_mode):
+        os.lseek(fd, reg.pos, os.SEEK_SET)
+    return high_dup(fd, floor)
+
+
+def map_fd(stub, entry, mode):
+    """An fd to mmap the file from, opened as the dumped mapping had it."""
+    return high_dup(os.open(entry.reg.name, mode), stub.floor)
+
+
+KIND = Kind(name="regular file", fd_type=FD_TYPES["REG"], entry_field="reg",
+            match=is_file_dir_or_device, dump=dump_fd, check=check, open=open_entry,
+            label=lambda entry: entry.reg.name, map_fd=map_fd)

@@ -21,7 +21,7 @@ from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
 from .options import build_options
 from .progress import progress_bar
-from .resources import core, files, fs, memory, task
+from .resources import core, files, fs, pages, task, vmas
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class ProcessImages:
     ids: object = None
     cores: dict = field(default_factory=dict)  # tid -> core_entry
     mm: object = None
-    memory: object = None                      # resources.memory.MemoryDump
+    pages: object = None                       # resources.pages.ProcessPages
+    had_uprobes: bool = False
     fdinfo: list = field(default_factory=list)
     fs: object = None
     pages_id: int = 0
@@ -102,7 +103,7 @@ def dump(pid, images_dir, *, options=None, **given):
             c.pages_id = next_pages_id
             next_pages_id += 1
             collected.append(c)
-        had_uprobes = any(c.memory.had_uprobes for c in collected)
+        had_uprobes = any(c.had_uprobes for c in collected)
 
         fault_point(options, "files")
         clock.start("memdump")
@@ -144,7 +145,7 @@ def check_tree(tree, allow_uprobes):
             continue  # nothing mapped, nothing to check
         for m in proc.maps(p.pid):
             if m.path == "[uprobes]" and not allow_uprobes:
-                raise memory.UprobesFound(p.pid)
+                raise vmas.UprobesFound(p.pid)
 
 
 def collect_process(tree, frozen, file_table, ids, seccomp, options):
@@ -171,12 +172,10 @@ def collect_process(tree, frozen, file_table, ids, seccomp, options):
     # 2. memory layout and files, read from outside (the scratch page is gone)
     fault_point(options, "memory")
     exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
-    out.memory = memory.MemoryDump(pid, file_table, options.allow_uprobes)
-    out.memory.collect_vmas()
-    out.memory.recognise_vdso_proxy()
-    out.memory.collect_guards()
-    vmas = out.memory.vmas
-    out.mm = memory.fill_mm_entry(pid, vmas, exe_id, brk, dumpable, thp_disabled)
+    found = vmas.collect(pid, file_table, options.allow_uprobes)
+    out.had_uprobes = found.had_uprobes
+    out.pages = pages.ProcessPages(pid, found.vmas)
+    out.mm = vmas.fill_mm_entry(pid, found.vmas, exe_id, brk, dumpable, thp_disabled)
     out.fdinfo = files.dump_fds(pid, file_table)
     out.fs = fs.dump_fs(pid, file_table, umask)
     return out
@@ -197,22 +196,22 @@ def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
 
 def write_memory(images, collected, shared, options):
     """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
-    zero_pfn = memory.zero_page_pfn()
+    zero_pfn = pages.zero_page_pfn()
     # an anonymous mapping, not a bytearray: only the pages a dump actually
     # copies through get touched (a bytearray would zero all 64 MiB first)
     buffer = mmap.mmap(-1, PAGE_BUFFER_BYTES)
     shared.write(images, buffer)
-    runs = {c.pid: list(c.memory.page_runs(zero_pfn)) for c in collected}
+    runs = {c.pid: list(c.pages.page_runs(zero_pfn)) for c in collected}
     to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)
     total = 0
     with progress_bar(to_write, options.show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
-                c.memory.write_pages(writer, runs[c.pid], buffer, bar.update)
+                c.pages.write_pages(writer, runs[c.pid], buffer, bar.update)
                 fault_point(options, "pages")
-            total += c.memory.pages_written
+            total += c.pages.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
-                     c.memory.pages_written, c.memory.pages_scanned, c.pages_id)
+                     c.pages.pages_written, c.pages.pages_scanned, c.pages_id)
     return total
 
 
@@ -241,7 +240,7 @@ def write_stats(images, clock, collected, pages_written, shared):
     d.frozen_time = clock.us("frozen")
     d.memdump_time = clock.us("memdump")
     d.memwrite_time = clock.us("memwrite")
-    d.pages_scanned = sum(c.memory.pages_scanned for c in collected)
+    d.pages_scanned = sum(c.pages.pages_scanned for c in collected)
     d.pages_skipped_parent = 0
     d.pages_written = pages_written
     d.irmap_resolve = 0

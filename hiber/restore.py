@@ -448,7 +448,7 @@ def rebuild(plan, p, options, progress=None):
         scratch = task.scratch(SCRATCH_SIZE, memory.free_gap(occupied, SCRATCH_SIZE))
         occupied.append((scratch, scratch + SCRATCH_SIZE))
         drain_pending_signals(task, scratch)
-        parked = park_kernel_areas(task, kernel_areas, occupied)
+        parked = vdso.park(task, kernel_areas, occupied)
 
         mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"],
                                    lambda v: services["map"][_mapping_key(v)],
@@ -458,7 +458,7 @@ def rebuild(plan, p, options, progress=None):
         mem.fill_pages(progress)
         fault_point(options, "rebuild")
         mem.finish()
-        place_vdso(task, p, parked)
+        vdso.place(task, p.vdso_plan, parked, p.pages.read_range)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
@@ -524,77 +524,6 @@ def drain_pending_signals(task, scratch):
         pending &= pending - 1
         task.write(scratch, (1 << (sig - 1)).to_bytes(8, "little"))
         task.syscall_raw("rt_sigtimedwait", scratch, 0, scratch + 8, 8)
-
-
-def park_kernel_areas(task, areas, occupied):
-    """Move the kernel's vvar/vvar_vclock/vdso, together (kernel-facts: the
-    vdso reaches vvar RIP-relatively), to a place free in both layouts."""
-    if not areas:
-        return []
-    base, end = areas[0][1], areas[-1][2]
-    target = memory.free_gap(occupied, end - base)
-    occupied.append((target, target + end - base))
-    return move_kernel_areas(task, areas, target)
-
-
-def move_kernel_areas(task, areas, new_base):
-    base = areas[0][1]
-    moved = []
-    vdso_old = next((s for name, s, _ in areas if name == "[vdso]"), None)
-    for name, start, end in areas:
-        new = new_base + (start - base)
-        if new != start:
-            task.syscall("mremap", start, end - start, end - start, 3, new)  # MAYMOVE|FIXED
-        moved.append((name, new, new + end - start))
-    vdso_new = next((s for name, s, _ in moved if name == "[vdso]"), None)
-    if vdso_old is not None and task.gadget and vdso_old <= task.gadget < vdso_old + 0x100000:
-        # the injection gadget is a syscall instruction inside the vdso
-        task.gadget += vdso_new - vdso_old
-    return moved
-
-
-def place_vdso(task, p, parked):
-    """In-place remap when the dumped vdso matches this kernel's: the
-    kernel's vdso+vvar go, together, where the image had them. Otherwise the
-    dumped vdso becomes a proxy (spec §4.2)."""
-    decision = p.vdso_plan
-    if decision is None:
-        return  # a process without vdso: nothing to put back
-    if decision.proxy:
-        build_proxy(task, p, parked, decision)
-        return
-    vdso_offset = next(s for name, s, _ in parked if name == "[vdso]") - parked[0][1]
-    moved = move_kernel_areas(task, parked, decision.vdso[0] - vdso_offset)
-    vvar_now = next((s for name, s, _ in moved if name == "[vvar]"), None)
-    if decision.vvar and vvar_now != decision.vvar[0]:
-        raise RestoreError(f"PID {p.pid}: the vvar landed at 0x{vvar_now:x}, not at "
-                           f"0x{decision.vvar[0]:x}")
-
-
-def build_proxy(task, p, parked, decision):
-    """The dumped vdso stays where the process knows it, with a jump to this
-    kernel's vdso at each entry point; the kernel's vdso and vvar stay
-    parked where the image has nothing; the mark at the start of the kernel's
-    vdso tells the next dump what is what (spec §4.3-§4.4)."""
-    start, end = decision.vdso
-    task.syscall("mmap", start, end - start, 3, 0x32, -1, 0)  # RW, PRIVATE|ANON|FIXED
-    task.write(start, p.pages.read_range(start, end - start))
-    rt_vdso = next(s for name, s, _ in parked if name == "[vdso]")
-    for offset, target in decision.jumps:
-        task.write(start + offset, vdso.trampoline(rt_vdso + target))
-    task.syscall("mprotect", start, end - start, 5)  # r-x
-    if decision.vvar:
-        # the process's own vvar becomes a stale read-only area, as in CRIU
-        vstart, vend = decision.vvar
-        task.syscall("mmap", vstart, vend - vstart, 1, 0x32, -1, 0)
-    rt_vvar = next((s for name, s, _ in parked if name == "[vvar]"), vdso.ALL_ONES)
-    mark = vdso.VdsoMark(start, decision.vvar[0] if decision.vvar else vdso.ALL_ONES, rt_vvar)
-    # the kernel's vdso is not writable: /proc/PID/mem writes through (FOLL_FORCE)
-    with open(f"/proc/{p.pid}/mem", "r+b", buffering=0) as mem:
-        mem.seek(rt_vdso)
-        mem.write(mark.pack())
-    log.info("PID %d: vdso proxy at 0x%x -> runtime vdso at 0x%x (%d entry points)",
-             p.pid, start, rt_vdso, len(decision.jumps))
 
 
 def release(p):

@@ -127,7 +127,9 @@ class CriuStyleFormatter(logging.Formatter):
         level = {"WARNING": "Warn", "CRITICAL": "Error"}.get(record.levelname,
                                                              record.levelname.title())
         elapsed = record.created - (time.time() - (time.monotonic() - self.start))
-        return (f"({max(elapsed, 0):012.6f}) {level} ({record.module}:{record.lineno}): "
+        # a package's own code (hiber/restore/__init__.py) goes by the package's name
+        module = record.name.rsplit(".", 1)[-1] if record.module == "__init__" else record.module
+        return (f"({max(elapsed, 0):012.6f}) {level} ({module}:{record.lineno}): "
                 f"{record.getMessage()}")
 
 

@@ -365,6 +365,20 @@ def restore_posix_timers(remote, scratch, timers):
             remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0)
 
 
+def set_own_rlimits(limits):
+    """The dumped rlimits, set by a stub on itself before hiber takes it over
+    (setrlimit in the stub, not injected: the task is still a copy of hiber)."""
+    import resource
+    for number, limit in enumerate(limits):
+        values = tuple(resource.RLIM_INFINITY if v == (1 << 64) - 1 else v
+                       for v in (limit.cur, limit.max))
+        try:
+            resource.setrlimit(number, values)
+        except (OSError, ValueError) as e:
+            raise HiberError(f"cannot set rlimit {number} to {values}: {e} "
+                             "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
+
+
 def queue_signals(remote, scratch, pid, tid, queue, shared):
     """Queue dumped siginfos again: rt_sigqueueinfo from the task to itself
     may carry any si_code (the kernel only refuses it towards others)."""

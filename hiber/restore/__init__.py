@@ -1,0 +1,78 @@
+"""The restore sequence, as named stages, one module each:
+
+    plan.py          read every image and check it (checks.py): a refusal
+                     comes before anything is created
+    kernel_areas.py  the vdso: in place or by proxy, decided with the plan
+    fork.py          the stubs: every process with its PID, session and
+                     group; files and shared memory opened once, inherited
+    rebuild.py       each stub, by injected syscalls, becomes its process:
+                     memory, kernel areas, mm, signals, timers, threads
+                     (threads.py), credentials
+    release.py       registers and signal masks, then let them all run
+
+A failure at any stage kills and reaps every stub: nothing half-made is left.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
+from ..images.imagedir import ImageDir
+from ..options import build_options
+from . import kernel_areas, release
+from .fork import Subreaper, fork_tree
+from .kernel_areas import plan_vdso  # noqa: F401 - what restore would do with each vdso
+from .plan import Plan
+from .rebuild import rebuild_tree
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RestoreResult:
+    pids: list
+    pages_restored: int
+    images_dir: str
+    times: dict = field(default_factory=dict)
+    exit_status: int | None = None
+
+
+def restore(images_dir, *, options=None, **given):
+    """Restore the tree in images_dir. Returns a RestoreResult.
+
+    Options (hiber.Options, or its fields as keywords): unless
+    ``restore_detached`` is false, it returns once the tree runs; otherwise
+    it waits for the root to exit and reports its status."""
+    options = build_options("restore", options, **given)
+    started = time.perf_counter()
+    images = ImageDir(images_dir)
+    release.refuse_existing_pidfile(options.pidfile)
+    plan = Plan(images, options)                                # 1. read, check
+    kernel_areas.decide(plan, options.force_vdso_proxy)
+    log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
+             images.path, plan.root.pid)
+
+    with Subreaper():
+        forking = time.perf_counter()
+        stubs = fork_tree(plan)                                 # 2. the stubs
+        forking = time.perf_counter() - forking
+        try:
+            pages = rebuild_tree(plan, options)                 # 3. each process
+            release.release_tree(plan)                          # 4. let them run
+        except BaseException:
+            log.error("Restore failed; removing the processes it had started")
+            stubs.kill()
+            raise
+        stubs.close()
+
+    elapsed = time.perf_counter() - started
+    release.write_stats(images, forking, elapsed, pages)
+    release.write_pidfile(options.pidfile, plan.root.pid)
+    log.info("Restored %d process(es) (%d pages) in %.3f s", len(plan.processes), pages,
+             elapsed)
+    result = RestoreResult([p.pid for p in plan.processes], pages, images.path,
+                           {"forking": round(forking, 6), "restore": round(elapsed, 6)})
+    if not options.restore_detached:
+        result.exit_status = release.wait_for_root(plan.root.pid)
+    return result

@@ -1,0 +1,245 @@
+"""Stage 2 of a restore: the stubs, one per process, with its PID.
+
+hiber forks the root stub with clone3 and the dumped PID. The root stub,
+still a copy of hiber, opens every file and shared-memory object of the
+tree once, then forks the children (each with its PID, session and group,
+in pre-order), so that what processes share they inherit, shared again.
+Each stub then sets up its own fds, cwd, umask and rlimits, reports its
+helper fds ("services") to hiber on its report pipe, and sleeps until hiber
+takes it over. A zombie's stub exits at once with the dumped status.
+
+A stub that fails reports the reason in one line and exits; hiber then
+kills every stub (StubTree.kill): nothing half-made is left.
+"""
+
+import ctypes
+import json
+import os
+import select
+import signal
+import time
+
+from ..errors import RestoreError
+from ..images import vma as V
+from ..kernel.clone import fork_with_pid
+from ..resources import core, files, fs
+from ..resources.files import memfd
+
+STUB_TIMEOUT = 30
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
+
+class Subreaper:
+    """hiber is the child subreaper of the stubs while it restores: a stub
+    orphaned by a failure comes back to hiber to be reaped."""
+
+    def __enter__(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.c_int()
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0)
+        self.before = value.value
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        self.libc = libc
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.prctl(PR_SET_CHILD_SUBREAPER, self.before, 0, 0, 0)
+
+
+class StubTree:
+    """The stubs of one restore: created, reported, and on failure removed."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.reports = {}  # pid -> read end of that stub's report pipe
+
+    def kill(self):
+        """SIGKILL every stub and reap them all (hiber is their subreaper)."""
+        for p in self.plan.processes:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in reversed(self.plan.processes):
+            try:
+                os.waitpid(p.pid, 0)
+            except ChildProcessError:
+                pass
+        self.close()
+
+    def close(self):
+        for fd in self.reports.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.reports.clear()
+
+
+def fork_tree(plan):
+    """Fork the root stub; it forks the rest. Returns a StubTree whose
+    processes have all reported their helper fds."""
+    stubs = StubTree(plan)
+    writers = {}
+    for p in plan.live:
+        stubs.reports[p.pid], writers[p.pid] = os.pipe()
+    try:
+        pid = fork_with_pid(plan.root.pid)
+    except OSError as e:
+        for fd in writers.values():
+            os.close(fd)
+        stubs.close()
+        raise RestoreError(f"cannot create PID {plan.root.pid}: {e.strerror}") from None
+    if pid == 0:
+        _stub_entry(plan, writers, stubs.reports)  # never returns
+    for fd in writers.values():
+        os.close(fd)
+    try:
+        _collect_reports(plan, stubs)
+    except BaseException:
+        stubs.kill()
+        raise
+    return stubs
+
+
+def _stub_entry(plan, writers, readers):
+    """The root stub's start: report anything that goes wrong, then vanish."""
+    report = writers[plan.root.pid]
+    try:
+        for fd in readers.values():
+            os.close(fd)
+        stub_root(plan, writers)
+    except BaseException as e:  # noqa: B036 - reported to hiber, then _exit
+        _report_error(report, e)
+    os._exit(1)
+
+
+def _report_error(fd, e):
+    try:
+        os.write(fd, ("E " + f"{type(e).__name__}: {e}".replace("\n", " ") + "\n").encode())
+    except OSError:
+        pass
+
+
+def _collect_reports(plan, stubs):
+    pending = {fd: pid for pid, fd in stubs.reports.items()}
+    deadline = time.monotonic() + STUB_TIMEOUT
+    while pending:
+        ready, _, _ = select.select(list(pending), [], [], max(0, deadline - time.monotonic()))
+        if not ready:
+            raise RestoreError(f"setting up PID(s) {sorted(pending.values())} timed out")
+        for fd in ready:
+            pid = pending.pop(fd)
+            line = os.read(fd, 1 << 20).decode()
+            if not line.startswith("{"):
+                reason = line[2:].strip() if line.startswith("E ") else "it died"
+                raise RestoreError(f"setting up PID {pid} failed: {reason}")
+            plan.by_pid[pid].services = json.loads(line)
+
+
+def stub_root(plan, writers):
+    """In the root stub: everything shared is opened here, once, and every
+    child inherits it (so shared files keep one position, a pipe stays one
+    pipe, shared memory one object)."""
+    floor = plan.fd_floor
+    keep = set(writers.values())
+    for fd in range(0, max(keep) + 1):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.closerange(max(keep) + 1, 1 << 20)
+    writers = {pid: files.high_dup(fd, floor) for pid, fd in writers.items()}
+    shared = memfd.StubObjects(plan.images, plan.memfd_inodes, floor)
+    shared.create_all()
+    stub_files = files.StubFiles(plan.files, shared, floor, plan.shell_tty)
+    for p in plan.live:
+        for e in p.fdinfo:
+            stub_files.open_object(e.id)
+    stub_process(plan, plan.root, stub_files, shared, writers, done=None)
+
+
+def stub_process(plan, p, stub_files, shared, writers, done):
+    """One process's stub: session and group, children, then its own setup."""
+    e = p.pstree
+    pgid = plan.group_of(e.pgid)
+    if e.sid == e.pid:
+        os.setsid()
+    elif pgid == e.pid:
+        os.setpgid(0, 0)
+    elif pgid != os.getpgrp():
+        os.setpgid(0, pgid)
+    if p.zombie:
+        _die_as(p.core.tc.exit_code)
+    for child in p.children:
+        _fork_child(plan, child, stub_files, shared, writers)
+    if done is not None:
+        os.write(done, b"x")  # this subtree stands: the parent may go on
+        os.close(done)
+    _own_setup(plan, p, stub_files, shared, writers)
+
+
+def _fork_child(plan, child, stub_files, shared, writers):
+    """Fork one child stub and wait until its whole subtree exists, so the
+    groups it leads exist before later processes join them."""
+    done_r, done_w = os.pipe()
+    pid = fork_with_pid(child.pid)
+    if pid == 0:
+        os.close(done_r)
+        report = writers.get(child.pid, done_w)
+        try:
+            stub_process(plan, child, stub_files, shared, writers, done_w)
+        except BaseException as e:  # noqa: B036
+            _report_error(report, e)
+        os._exit(1)
+    os.close(done_w)
+    got = os.read(done_r, 1)
+    os.close(done_r)
+    if not got and not child.zombie:
+        raise RestoreError(f"the stub of PID {child.pid} died while being set up")
+
+
+def _die_as(status):
+    """End as the dumped zombie ended: status is in wait() form."""
+    sig = status & 0x7f
+    if sig:
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+    os._exit((status >> 8) & 0xff)
+
+
+def _own_setup(plan, p, stub_files, shared, writers):
+    stub_files.install(p.fdinfo)
+    floor = plan.fd_floor
+    services = {"reports": sorted(writers.values()), "map": {}, "shmem": {}}
+    pages = plan.images.file_path("PAGES", p.pagemap.pages_id)
+    services["pages"] = files.high_dup(os.open(pages, os.O_RDONLY), floor)
+    services["exe"] = stub_files.map_fd(p.mm.exe_file_id, os.O_RDONLY)
+    for v in p.mm.vmas:
+        if not v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
+            continue
+        key = mapping_key(v)
+        if key not in services["map"]:
+            services["map"][key] = stub_files.map_fd(v.shmid, open_mode(v))
+    for inode_id, fd in shared.fds.items():
+        services["shmem"][str(inode_id)] = fd
+
+    fs.enter_fs(plan.files, p.fs)
+    core.set_own_rlimits(p.core.tc.rlimits.rlimits)
+
+    os.write(writers[p.pid], (json.dumps(services) + "\n").encode())
+    while True:
+        time.sleep(3600)  # hiber takes over while we sleep here
+
+
+def open_mode(v):
+    """How the stub opens a mapped file: as the dumped mapping had it open."""
+    return v.fdflags if v.HasField("fdflags") else os.O_RDONLY
+
+
+def mapping_key(v):
+    """Names, in a stub's report, the fd a file-backed VMA is mapped from:
+    one fd per file and open mode."""
+    return f"{v.shmid}:{open_mode(v)}"

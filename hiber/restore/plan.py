@@ -1,0 +1,114 @@
+"""Stage 1 of a restore: read every image and check it, creating nothing.
+
+The Plan holds, for each process of pstree.img, what the later stages need
+(core, mm, fs, fds, pagemap, threads' cores, the vdso decision), and the
+tree's shared objects (files, shared memory). Everything a restore could
+trip over later is checked here (checks.py), so that a refusal is one line
+and leaves nothing behind.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import RestoreError
+from ..resources import core, files, vdso
+from . import checks
+
+
+@dataclass
+class ProcessPlan:
+    """What one process needs, read and checked before anything is created."""
+    pid: int
+    pstree: object
+    core: object
+    zombie: bool = False
+    mm: object = None
+    fs: object = None
+    fdinfo: list = field(default_factory=list)
+    pagemap: object = None
+    pages: object = None                              # its PagesReader
+    vdso_image: object = None
+    vdso_plan: object = None                          # vdso.VdsoPlan: in place or proxy
+    thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
+    children: list = field(default_factory=list)      # ProcessPlans, pre-order
+    services: dict = field(default_factory=dict)      # its stub's helper fds
+
+
+class Plan:
+    def __init__(self, images, options, check_pids=True, check_files=True):
+        self.images = images
+        self.shell_job = shell_job = options.shell_job
+        self.check_pids = check_pids
+        self.hiber_pgid = os.getpgrp()
+        self.shell_tty = _own_terminal() if shell_job else None
+        checks.check_inventory(images, options)
+        self.files = files.FileImages(images)
+        self.memfd_inodes = images.read_optional("MEMFD_INODE")
+        tree = images.read("PSTREE")
+        if not tree or tree[0].ppid != 0:
+            raise RestoreError("pstree.img: the first process must be the root (ppid 0)")
+        self.processes = [self._process(p) for p in tree]
+        self.by_pid = {p.pid: p for p in self.processes}
+        self.root = self.processes[0]
+        for p in self.processes[1:]:
+            parent = self.by_pid.get(p.pstree.ppid)
+            if parent is None:
+                raise RestoreError(f"pstree.img: the parent {p.pstree.ppid} of {p.pid} is not "
+                                   "listed before it")
+            parent.children.append(p)
+        checks.check_sessions(self)
+        if check_files:
+            checks.check_files(self)
+
+    @property
+    def live(self):
+        return [p for p in self.processes if not p.zombie]
+
+    def _process(self, entry):
+        pid = entry.pid
+        if self.check_pids:
+            checks.check_pids_free(entry.threads or [pid])
+        c = self.images.read_one("CORE", pid)
+        if c.mtype != 1 or not c.HasField("tc"):
+            raise RestoreError(f"core-{pid}.img: not an x86-64 task")
+        if c.tc.task_state == core.TASK_DEAD:
+            return ProcessPlan(pid, entry, c, zombie=True)
+        if c.tc.task_state not in (core.TASK_ALIVE, core.TASK_STOPPED) or \
+                not c.HasField("thread_info"):
+            raise RestoreError(f"core-{pid}.img: task state {c.tc.task_state} cannot be "
+                               "restored")
+        ids = self.images.read_one("IDS", pid)
+        plan = ProcessPlan(pid, entry, c, mm=self.images.read_one("MM", pid),
+                           fs=self.images.read_one("FS", pid),
+                           fdinfo=self.images.read_optional("FDINFO", ids.files_id),
+                           pagemap=self.images.pagemap(pid))
+        for tid in entry.threads[1:]:
+            plan.thread_cores[tid] = self.images.read_one("CORE", tid)
+        plan.pages = self.images.pages_reader(plan.pagemap)  # checks the pages file size
+        plan.vdso_image = vdso.image_layout(plan.mm.vmas, plan.pages.read_range)
+        return plan
+
+    def group_of(self, pgid):
+        """The process group to join: a shell job's root stays in hiber's
+        group (in the terminal's foreground when hiber is), and so does every
+        process that shared the root's group."""
+        root = self.root.pstree
+        if self.shell_job and root.sid != root.pid and pgid == root.pgid:
+            return self.hiber_pgid
+        return pgid
+
+    @property
+    def fd_floor(self):
+        """Temporary and helper fds live above every fd of every process."""
+        return max([e.fd for p in self.live for e in p.fdinfo] + [2]) + 1
+
+
+def _own_terminal():
+    """The terminal hiber runs on, if any (stdin, stdout or stderr)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return os.ttyname(fd)
+        except OSError:
+            continue
+    return None

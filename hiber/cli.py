@@ -316,10 +316,19 @@ a breakpoint.
 """
 
 
+def version_text():
+    """criu's first line, which tools parse, then what hiber really is."""
+    from . import CRIU_VERSION, __version__
+    major, minor = CRIU_VERSION
+    return f"Version: {major}.{minor}\nhiber {__version__}"
+
+
 def build_parser():
     parser = OneLineParser(
         prog="hiber",
         description="Checkpoint/restore of live Linux process trees, in CRIU's image format.")
+    parser.add_argument("-V", "--version", action="store_true",
+                        help="print the CRIU version hiber speaks (as criu does), then hiber's")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=OneLineParser)
 
@@ -376,6 +385,9 @@ def main(argv=None):
     argv, verbosity_given = normalise_verbosity(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.verbosity_given = verbosity_given
+    if args.version:
+        print(version_text())
+        return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 1

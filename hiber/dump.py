@@ -20,7 +20,7 @@ from .inject.freeze import freeze_tree
 from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
 from .progress import progress_bar
-from .resources import core, files, memory, task
+from .resources import core, files, locks, memory, namespaces, task
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,9 @@ def _inject_fault(fault, phase):
 
 def check_tree(tree, allow_uprobes):
     """Refuse early what cannot be dumped, before touching anything."""
+    live = [p.pid for p in tree.processes.values() if not p.zombie]
+    namespaces.refuse_foreign_namespaces(live)
+    locks.refuse_file_locks(live)
     for p in tree.processes.values():
         if p.zombie:
             continue  # nothing mapped, nothing to check

@@ -220,10 +220,10 @@ def _refuse_unsupported_modes(args):
             raise UsageError(f"{flag} is not supported by hiber yet")
 
 
-def _logged(doing, finished, what, work):
+def _logged(doing, finished, what, work, handler, verb):
     """Run a dump or a restore: its outcome is the last line of the log, and
     anything unforeseen (a bug, an odd kernel answer) becomes one line for the
-    user, with the traceback in the log."""
+    user that says where the traceback is, or how to get one."""
     log = logging.getLogger("hiber.cli")
     try:
         result = work()
@@ -232,7 +232,12 @@ def _logged(doing, finished, what, work):
         raise
     except Exception as e:
         log.error("%s FAILED: %s", doing, e, exc_info=True)
-        raise HiberError(f"{what} failed: {type(e).__name__}: {e}") from None
+        if isinstance(handler, logging.FileHandler):
+            where = f"the traceback is in {handler.baseFilename}"
+        else:
+            where = f"re-run with -o {verb}.log -v4 for a log with the traceback"
+        raise HiberError(f"{what} failed unexpectedly ({type(e).__name__}: {e}); {where}, "
+                         "and please report it") from None
     log.info("%s", finished)  # criu's own last lines
     return result
 
@@ -241,14 +246,14 @@ def cmd_dump(args):
     from .dump import dump
     _refuse_unsupported_modes(args)
     os.makedirs(args.images_dir, exist_ok=True)
-    setup_logging(args)
+    handler = setup_logging(args)
     work = functools.partial(dump, args.tree, args.images_dir,
                              leave_running=args.leave_running, shell_job=args.shell_job,
                              allow_uprobes=args.allow_uprobes,
                              leave_stopped=args.leave_stopped,
                              fault=os.environ.get("HIBER_FAULT"), show_progress=True)
     result = _logged("Dumping", "Dumping finished successfully", f"dump of PID {args.tree}",
-                     work)
+                     work, handler, "dump")
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
@@ -269,13 +274,13 @@ def cmd_restore(args):
     _refuse_unsupported_modes(args)
     if not os.path.isdir(args.images_dir):
         raise UsageError(f"{args.images_dir}: no such images directory")
-    setup_logging(args)
+    handler = setup_logging(args)
     work = functools.partial(restore, args.images_dir, detach=args.restore_detached,
                              pidfile=args.pidfile, shell_job=args.shell_job,
                              allow_uprobes=args.allow_uprobes, show_progress=True,
                              fault=os.environ.get("HIBER_FAULT"))
     result = _logged("Restoring", "Restore finished successfully",
-                     f"restore from {args.images_dir}", work)
+                     f"restore from {args.images_dir}", work, handler, "restore")
     if result.exit_status is None:
         return 0
     # not detached: hiber exits as the restored root did (signals as 128+N)

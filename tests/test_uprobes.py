@@ -137,6 +137,24 @@ def test_probes_of_the_dumped_task_are_gone_and_the_restored_one_runs_on(
     t.check()
 
 
+
+def test_a_dump_leaves_the_programs_own_sigtrap_handler(start_target, tmp_path):
+    """Injected calls end in single-step traps, which the kernel forces: had
+    SIGTRAP been blocked meanwhile, its handler would be reset to SIG_DFL
+    and the program's next int3 would kill it."""
+    def caught(pid):
+        line = next(l for l in open(f"/proc/{pid}/status") if l.startswith("SigCgt:"))
+        return int(line.split()[1], 16)
+
+    t = start_uprobed(start_target, tmp_path)
+    before = caught(t.pid)
+    assert before & (1 << (5 - 1))  # SIGTRAP
+    result = run_hiber("dump", "-t", t.pid, "-D", tmp_path, "-R")
+    assert result.returncode == 0, result.stderr.decode()
+    assert caught(t.pid) == before
+    time.sleep(0.05)
+    t.check()
+
 # ---- the rules of resources/uprobes.py, on plain bytes -----------------------
 
 def _page(*changes, base=b"\x90" * 4096):

@@ -186,7 +186,7 @@ def _add_common_options(p):
                    help="the tree is a shell job: allow its terminal and foreign session")
     p.add_argument("--allow-uprobes", action="store_true",
                    help="dump: skip [uprobes] mappings; restore: accept images dumped so, "
-                        "promising the same uprobes are active (else SIGTRAP, see below)")
+                        "arming the uprobes active now (see below)")
     p.add_argument("--pidfile", help="dump: ignored (criu compatibility); restore: write "
                    "the restored root PID here")
     p.add_argument("--log-pid", action="store_true", help="accepted for compatibility")
@@ -315,9 +315,9 @@ CRIU_FAULT=127 in the environment forces the proxy, as it does for criu.
 
 uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
 breakpoint instructions (int3) in them. Restoring them needs --allow-uprobes
-again: with it you promise that the same uprobes are active when the process
-runs. If they are not, the process dies of SIGTRAP the first time it reaches
-a breakpoint.
+again. The breakpoints are not written back: the kernel arms the probes that
+are active at restore; those gone since the dump are gone from the code too
+(the log names each one). See docs/uprobes-and-vdso.md.
 """
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))
 from hiber.images.framing import read_image  # noqa: E402
 from hiber.images.jsonimg import image_to_json  # noqa: E402
 
-GOLDEN = REPO.parent / "shared" / "golden" / "criu-4.2"
+GOLDEN = REPO / "tests" / "data" / "golden" / "criu-4.2"
 
 
 def decodable(d):

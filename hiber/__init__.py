@@ -15,6 +15,10 @@ that names the pid, fd, file or address concerned.
 """
 
 __version__ = "0.1.0"
+# The CRIU release whose images, command line and RPC hiber speaks.  Tools
+# that drive criu parse "Version: X.Y" (criu --version) and the RPC version
+# call to decide what they may ask for, so they are given this, not ours.
+CRIU_VERSION = (4, 2)
 
 # The submodules hiber/dump.py and hiber/restore.py are imported here once,
 # so that the package attributes hiber.dump and hiber.restore are the

@@ -199,7 +199,7 @@ def _add_common_options(p):
                    help="the tree is a shell job: allow its terminal and foreign session")
     p.add_argument("--allow-uprobes", action="store_true",
                    help="dump: skip [uprobes] mappings; restore: accept images dumped so, "
-                        "promising the same uprobes are active (else SIGTRAP, see below)")
+                        "arming the uprobes active now (see below)")
     p.add_argument("--pidfile", help="dump: ignored (criu compatibility); restore: write "
                    "the restored root PID here")
     p.add_argument("--log-pid", action="store_true", help="accepted for compatibility")
@@ -250,12 +250,12 @@ def options_from(args):
         fault=os.environ.get("HIBER_FAULT"))
 
 
-def _logged(args, doing, finished, what, work):
+def _logged(args, doing, finished, what, work, verb):
     """Run a dump or a restore: its outcome is the last line of the log, and
     anything unforeseen (a bug, an odd kernel answer) becomes one line for the
-    user, with the traceback in the log."""
+    user that says where the traceback is, or how to get one."""
     log = logging.getLogger("hiber.cli")
-    with command_logging(args):
+    with command_logging(args) as handler:
         try:
             result = work(options_from(args))
         except HiberError as e:
@@ -263,7 +263,12 @@ def _logged(args, doing, finished, what, work):
             raise
         except Exception as e:
             log.error("%s FAILED: %s", doing, e, exc_info=True)
-            raise HiberError(f"{what} failed: {type(e).__name__}: {e}") from None
+            if isinstance(handler, logging.FileHandler):
+                where = f"the traceback is in {handler.baseFilename}"
+            else:
+                where = f"re-run with -o {verb}.log -v4 for a log with the traceback"
+            raise HiberError(f"{what} failed unexpectedly ({type(e).__name__}: {e}); {where}, "
+                             "and please report it") from None
         log.info("%s", finished)  # criu's own last lines
     return result
 
@@ -274,7 +279,7 @@ def cmd_dump(args):
     os.makedirs(args.images_dir, exist_ok=True)
     result = _logged(args, "Dumping", "Dumping finished successfully",
                      f"dump of PID {args.tree}",
-                     lambda options: dump(args.tree, args.images_dir, options=options))
+                     lambda options: dump(args.tree, args.images_dir, options=options), "dump")
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
@@ -297,7 +302,7 @@ def cmd_restore(args):
         raise UsageError(f"{args.images_dir}: no such images directory")
     result = _logged(args, "Restoring", "Restore finished successfully",
                      f"restore from {args.images_dir}",
-                     lambda options: restore(args.images_dir, options=options))
+                     lambda options: restore(args.images_dir, options=options), "restore")
     if result.exit_status is None:
         return 0
     # not detached: hiber exits as the restored root did (signals as 128+N)
@@ -332,16 +337,25 @@ CRIU_FAULT=127 in the environment forces the proxy, as it does for criu.
 
 uprobes: images dumped with --allow-uprobes hold code pages with the uprobes'
 breakpoint instructions (int3) in them. Restoring them needs --allow-uprobes
-again: with it you promise that the same uprobes are active when the process
-runs. If they are not, the process dies of SIGTRAP the first time it reaches
-a breakpoint.
+again. The breakpoints are not written back: the kernel arms the probes that
+are active at restore; those gone since the dump are gone from the code too
+(the log names each one). See docs/uprobes-and-vdso.md.
 """
+
+
+def version_text():
+    """criu's first line, which tools parse, then what hiber really is."""
+    from . import CRIU_VERSION, __version__
+    major, minor = CRIU_VERSION
+    return f"Version: {major}.{minor}\nhiber {__version__}"
 
 
 def build_parser():
     parser = OneLineParser(
         prog="hiber",
         description="Checkpoint/restore of live Linux process trees, in CRIU's image format.")
+    parser.add_argument("-V", "--version", action="store_true",
+                        help="print the CRIU version hiber speaks (as criu does), then hiber's")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=OneLineParser)
 
@@ -398,6 +412,9 @@ def main(argv=None):
     argv, verbosity_given = normalise_verbosity(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.verbosity_given = verbosity_given
+    if args.version:
+        print(version_text())
+        return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
 from .options import build_options
 from .progress import progress_bar
-from .resources import core, files, fs, pages, task, vmas
+from .resources import core, files, fs, locks, namespaces, pages, task, vmas
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,9 @@ def dump(pid, images_dir, *, options=None, **given):
 
 def check_tree(tree, allow_uprobes):
     """Refuse early what cannot be dumped, before touching anything."""
+    live = [p.pid for p in tree.processes.values() if not p.zombie]
+    namespaces.refuse_foreign_namespaces(live)
+    locks.refuse_file_locks(live)
     for p in tree.processes.values():
         if p.zombie:
             continue  # nothing mapped, nothing to check

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# shared/ lies beside the repository, in a developer's tree and in CI alike
-SHARED = pathlib.Path(os.environ.get("HIBER_SHARED", REPO.parent / "shared"))
-GOLDEN = SHARED / "golden" / "criu-4.2"
+# real CRIU 4.2 images with crit's JSON, kept inside the project so that a
+# clone with nothing beside it runs every test (tests/data/golden/README.md)
+GOLDEN = REPO / "tests" / "data" / "golden" / "criu-4.2"
 
 
 def golden_image_files():

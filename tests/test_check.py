@@ -29,3 +29,12 @@ def test_feature_missing_here_exits_1():
 def test_unknown_feature_is_one_line():
     result = run_hiber("check", "--feature", "no-such-thing")
     assert result.returncode == 1 and result.stderr.count(b"\n") == 1
+
+
+def test_version_prints_criu_version_line_first():
+    # tools that drive criu parse "Version: X.Y" from the first line
+    for flag in ("--version", "-V"):
+        result = run_hiber(flag, check=True)
+        lines = result.stdout.decode().splitlines()
+        assert lines[0] == "Version: 4.2"
+        assert lines[1].startswith("hiber ")

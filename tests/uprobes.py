@@ -53,8 +53,12 @@ class TracefsUprobe:
         ensure_tracefs()
         offset = file_offset_of(self.binary, self.symbol)
         _append(f"{TRACEFS}/uprobe_events", f"p:{self.event} {self.binary}:{offset:#x}\n")
-        with open(f"{TRACEFS}/events/{self.event}/enable", "w") as f:
-            f.write("1")
+        try:
+            with open(f"{TRACEFS}/events/{self.event}/enable", "w") as f:
+                f.write("1")
+        except BaseException:
+            _append(f"{TRACEFS}/uprobe_events", f"-:{self.event}\n")
+            raise
         return self
 
     def hits(self):
@@ -74,13 +78,26 @@ class TracefsUprobe:
 PERF_EVENT_OPEN = 298
 
 
+def online_cpus():
+    cpus = []
+    with open("/sys/devices/system/cpu/online") as f:
+        for part in f.read().strip().split(","):
+            first, _, last = part.partition("-")
+            cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 class PerfUprobe:
-    """A uprobe for one task only, through perf_event_open on the uprobe PMU
-    (kernel-facts: the breakpoint goes in at open time, in that task's mm)."""
+    """A uprobe through perf_event_open on the uprobe PMU, counting hits.
+
+    For one task (``pid``): the breakpoint goes in at open time, in that
+    task's mm only (kernel-facts), and it dies with that task. With
+    ``pid=None``, system-wide: one event per CPU, armed in every process that
+    maps the file, as a tracefs probe is."""
 
     def __init__(self, pid, binary, symbol):
         self.pid, self.binary, self.symbol = pid, str(binary), symbol
-        self.fd = None
+        self.fds = []
 
     def __enter__(self):
         import ctypes
@@ -94,17 +111,25 @@ class PerfUprobe:
         buf = ctypes.create_string_buffer(bytes(attr), len(attr))
         libc = ctypes.CDLL(None, use_errno=True)
         libc.syscall.restype = ctypes.c_long
-        fd = libc.syscall(PERF_EVENT_OPEN, buf, self.pid, -1, -1, 8)  # FD_CLOEXEC
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "perf_event_open")
-        self.fd = fd
+        targets = [(self.pid, -1)] if self.pid is not None else \
+            [(-1, cpu) for cpu in online_cpus()]
+        try:
+            for pid, cpu in targets:
+                fd = libc.syscall(PERF_EVENT_OPEN, buf, pid, cpu, -1, 8)  # FD_CLOEXEC
+                if fd < 0:
+                    raise OSError(ctypes.get_errno(), f"perf_event_open {self.symbol}")
+                self.fds.append(fd)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def hits(self):
-        return struct.unpack("<Q", os.read(self.fd, 8))[0]
+        return sum(struct.unpack("<Q", os.read(fd, 8))[0] for fd in self.fds)
 
     def __exit__(self, *exc):
-        os.close(self.fd)
+        while self.fds:
+            os.close(self.fds.pop())
 
 
 def wait_for_uprobes_mapping(pid, timeout=10):

@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 SYSCALL_INSN = b"\x0f\x05"
 ARG_REGS = ["di", "si", "dx", "r10", "r8", "r9"]
-ALL_SIGNALS_BLOCKED = (1 << 64) - 1  # the kernel ignores SIGKILL/SIGSTOP bits
+# Every signal but SIGTRAP (the kernel ignores the SIGKILL/SIGSTOP bits).
+# Each injected call ends in a single-step trap, which the kernel forces
+# (force_sig_info_to_task): a forced signal that is blocked gets its handler
+# reset to SIG_DFL, so blocking SIGTRAP would silently take the program's own
+# SIGTRAP handler away (one that uses int3 itself would then die of it).
+ALL_SIGNALS_BLOCKED = ((1 << 64) - 1) & ~(1 << (5 - 1))
 PAGE_SIZE = 4096
 MAP_FIXED_NOREPLACE = 0x100000
 

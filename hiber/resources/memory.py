@@ -14,6 +14,7 @@ from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE
 from ..kernel import proc
 from ..kernel.sys import IOV_MAX
+from . import uprobes
 
 # ---- restore half: build the image's address space inside a stub ----------
 
@@ -57,8 +58,11 @@ class MemoryRestore:
         # the vdso's dumped pages are not written back: the kernel's own vdso
         # is moved there instead (or, on another kernel, they become the proxy)
         skipped = [(v.start, v.end) for v in vmas if v.status & NOT_RESTORED]
-        self.runs = [r for r in pagemap.runs if r.present
-                     and not any(s <= r.vaddr < e for s, e in skipped)]
+        runs = [r for r in pagemap.runs if r.present
+                and not any(s <= r.vaddr < e for s, e in skipped)]
+        # pages of code that uprobes may have changed take their own path
+        # (resources/uprobes.py); the rest are preadv'd into writable VMAs
+        self.runs, self.code_runs = uprobes.split_code_runs(runs, self.vmas)
         self.pages_fd = pages_fd
         self.mapping_fd = mapping_fd
         self.scratch = scratch
@@ -67,7 +71,9 @@ class MemoryRestore:
         self._filled = self._vmas_with_pages()
 
     def _vmas_with_pages(self):
-        """Starts of the VMAs that get pages: they are mapped writable first."""
+        """Starts of the VMAs that get pages: they are mapped writable first.
+        Code VMAs never are: the kernel arms uprobes only in a file mapping
+        created non-writable (resources/uprobes.py)."""
         starts = []
         i = 0
         for v in self.vmas:
@@ -101,7 +107,8 @@ class MemoryRestore:
     def fill_pages(self, progress=None):
         """preadv from the pages file straight into the task's memory: the
         present runs lie back to back in the file, so one call fills up to
-        IOV_MAX runs with one copy."""
+        IOV_MAX runs with one copy. Then the pages of code VMAs, which are
+        mapped read-only already."""
         iov_capacity = min(IOV_MAX, self.scratch_size // 16)
         i = 0
         while i < len(self.runs):
@@ -135,6 +142,9 @@ class MemoryRestore:
                 if batch and done:
                     batch[0][0] += done
                     batch[0][1] -= done
+        uprobes.restore_code_pages(self.remote.pid, self.code_runs, self.pages_fd,
+                                   self.mapping_fd, progress)
+        self.pages_restored += sum(r.nr_pages for r, _ in self.code_runs)
 
     def finish(self):
         """Final protections, madvise flags, guard regions."""

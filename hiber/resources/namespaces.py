@@ -1,0 +1,75 @@
+"""Which namespaces a tree lives in.
+
+hiber does not checkpoint namespaces yet (CRIU's ids-PID.img namespace
+ids, utsns-N.img, mountpoints-N.img...).  A process in namespaces other
+than hiber's own would come back in hiber's: another hostname, another view
+of PIDs, mounts and network.  So the dump is refused, and so is a restore
+of images (CRIU's) whose processes had namespaces of their own.
+"""
+
+import os
+
+from ..errors import HiberError
+from ..kernel import proc
+
+# what a user loses with each kind, for the one-line refusal
+WHAT_IT_HOLDS = {
+    "pid": "its view of PIDs",
+    "pid_for_children": "the PID namespace its children would be born in",
+    "net": "its network devices, addresses and sockets",
+    "ipc": "its System V IPC objects and POSIX message queues",
+    "uts": "its hostname and domain name",
+    "time": "its clock offsets",
+    "time_for_children": "the time namespace its children would be born in",
+    "mnt": "its mounts",
+    "user": "its user and group id mappings",
+    "cgroup": "its cgroup root",
+}
+KINDS = list(WHAT_IT_HOLDS)
+# task_kobj_ids_entry fields, in the images (spec §2.2)
+IMAGE_FIELDS = {"pid": "pid_ns_id", "net": "net_ns_id", "ipc": "ipc_ns_id",
+                "uts": "uts_ns_id", "time": "time_ns_id", "mnt": "mnt_ns_id",
+                "user": "user_ns_id", "cgroup": "cgroup_ns_id"}
+
+
+class ForeignNamespace(HiberError):
+    pass
+
+
+def _ns_inode(path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None  # a kind this kernel lacks, or a process that is gone
+
+
+def foreign_namespaces(pid):
+    """Kinds of namespace in which pid differs from hiber itself."""
+    if not proc.exists(pid):
+        return []
+    return [kind for kind in KINDS
+            if _ns_inode(f"/proc/{pid}/ns/{kind}") not in (None, _ns_inode(f"/proc/self/ns/{kind}"))]
+
+
+def refuse_foreign_namespaces(pids):
+    for pid in pids:
+        kinds = foreign_namespaces(pid)
+        if kinds:
+            raise ForeignNamespace(
+                f"PID {pid} is in its own {'/'.join(kinds)} namespace "
+                f"({WHAT_IT_HOLDS[kinds[0]]}): hiber cannot checkpoint namespaces yet, and "
+                "restoring it in hiber's would lose that; run hiber inside the same "
+                "namespaces (e.g. nsenter --all -t PID), or use criu for this tree")
+
+
+def refuse_namespaced_images(root_ids, process_ids):
+    """process_ids: (pid, task_kobj_ids_entry) pairs from ids-PID.img.  A
+    namespace id other than the inventory's root_ids one means the process
+    had a namespace of its own, which restore cannot rebuild yet."""
+    for pid, ids in process_ids:
+        for kind, field in IMAGE_FIELDS.items():
+            if ids.HasField(field) and root_ids.HasField(field) and \
+                    getattr(ids, field) != getattr(root_ids, field):
+                raise ForeignNamespace(
+                    f"ids-{pid}.img: PID {pid} had its own {kind} namespace "
+                    f"({WHAT_IT_HOLDS[kind]}): hiber cannot restore namespaces yet")

@@ -1,0 +1,78 @@
+"""State hiber cannot checkpoint yet is refused, never dropped: the dump
+fails with one line naming the process and the state, and the process runs
+on untouched."""
+
+import sys
+
+import pytest
+
+from conftest import Target, run_hiber
+
+pytestmark = pytest.mark.timeout(60)
+
+SLEEPER = "import time; print('READY', flush=True); time.sleep(120)"
+
+
+def python_target(tmp_path, code, prefix=()):
+    t = Target(prefix[0] if prefix else sys.executable,
+               [*prefix[1:], *((sys.executable,) if prefix else ()), "-c", code], tmp_path)
+    t.wait_ready()
+    return t
+
+
+def refused(tmp_path, target, *extra):
+    result = run_hiber("dump", "-t", target.pid, "-D", tmp_path / "images", "-R", *extra)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert target.alive()
+    return err
+
+
+@pytest.mark.parametrize("kind,flag", [("uts", "-u"), ("ipc", "-i"), ("mnt", "-m"),
+                                       ("net", "-n")])
+def test_process_in_its_own_namespace_is_refused(tmp_path, kind, flag):
+    t = python_target(tmp_path, SLEEPER, prefix=("/usr/bin/unshare", flag))
+    try:
+        err = refused(tmp_path, t)
+        assert f"PID {t.pid} is in its own {kind} namespace" in err
+        assert "cannot checkpoint namespaces" in err
+    finally:
+        t.stop()
+
+
+LOCKERS = {
+    "posix": "fcntl.lockf(f, fcntl.LOCK_EX)",
+    "flock": "fcntl.flock(f, fcntl.LOCK_EX)",
+    "ofd": "fcntl.fcntl(f, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(LOCKERS))
+@pytest.mark.parametrize("flags", [(), ("--file-locks",)])
+def test_file_lock_is_refused_and_kept(tmp_path, how, flags):
+    path = tmp_path / "locked"
+    code = (f"import fcntl, struct, time; f = open({str(path)!r}, 'w'); {LOCKERS[how]}; "
+            "print('READY', flush=True); time.sleep(120)")
+    t = python_target(tmp_path, code)
+    try:
+        err = refused(tmp_path, t, *flags)
+        assert f"PID {t.pid} holds a" in err and "lock" in err
+        locks = open("/proc/locks").read()
+        assert f" {t.pid} " in locks or how == "ofd", locks  # still held
+    finally:
+        t.stop()
+
+
+def test_sqlite_in_exclusive_mode_is_refused(tmp_path):
+    # the issue's case: restoring without the lock would let others write
+    code = ("import sqlite3, time; db = sqlite3.connect(%r); "
+            "db.execute('PRAGMA locking_mode=EXCLUSIVE'); "
+            "db.execute('CREATE TABLE t(x)'); db.execute('INSERT INTO t VALUES (1)'); "
+            "db.commit(); print('READY', flush=True); time.sleep(120)") % str(tmp_path / "db")
+    t = python_target(tmp_path, code)
+    try:
+        err = refused(tmp_path, t, "--file-locks")
+        assert "lock" in err
+    finally:
+        t.stop()

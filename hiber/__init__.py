@@ -20,13 +20,15 @@ __version__ = "0.1.0"
 # call to decide what they may ask for, so they are given this, not ours.
 CRIU_VERSION = (4, 2)
 
-# The submodules hiber/dump.py and hiber/restore.py are imported here once,
-# so that the package attributes hiber.dump and hiber.restore are the
+# The module hiber/dump.py and the package hiber/restore/ are imported here
+# once, so that the package attributes hiber.dump and hiber.restore are the
 # functions below and stay so (importing a submodule later would otherwise
-# rebind the name to the module).
+# rebind the name to the module). Their modules are still reached by
+# "from hiber.restore import x" or "import hiber.restore.fork"; only
+# "import hiber.restore.fork as f" trips over the function.
 from . import dump as _dump_module  # noqa: E402
 from . import restore as _restore_module  # noqa: E402
-from .errors import HiberError, ImageError, UsageError  # noqa: E402,F401
+from .errors import HiberError, ImageError, RestoreError, UsageError  # noqa: E402,F401
 from .options import Options  # noqa: E402,F401
 
 dump = _dump_module.dump

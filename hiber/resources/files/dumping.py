@@ -7,10 +7,10 @@ from ...kernel.sys import KCMP_FILE, kcmp
 from . import memfd, regular
 from .common import O_CLOEXEC
 from .kinds import KINDS
-from .table import FileEntry, OpenFd
+from .table import FileEntry, KindStates, OpenFd
 
 
-class FileTable:
+class FileTable(KindStates):
     """Allocates file_entry ids (from 1, in dump order) and keeps the entries.
 
     An open file shared by several fds (dup, fork) is one entry: kcmp tells.
@@ -20,10 +20,10 @@ class FileTable:
     """
 
     def __init__(self, shell_job=False):
+        super().__init__()
         self.shell_job = shell_job  # terminals are dumped only for a shell job
         self.entries = []           # file_entry messages, files.img order
         self._open = []             # (pid, fd, id) of open file descriptions seen
-        self._states = {}           # kind name -> what that kind keeps
         self.shmem = memfd.SharedObjects(self)
 
     def add(self, kind, message):
@@ -34,11 +34,6 @@ class FileTable:
         self.entries.append(FileEntry(type=kind.fd_type, id=file_id,
                                       **{kind.entry_field: message}))
         return file_id
-
-    def state(self, kind, make):
-        if kind.name not in self._states:
-            self._states[kind.name] = make()
-        return self._states[kind.name]
 
     def mapped_file(self, path, info):
         """The file id of a file mapped by a VMA."""

@@ -13,6 +13,7 @@ import os
 from ...errors import RestoreError
 from .common import UnsupportedFile
 from .kinds import KINDS
+from .table import KindStates
 
 
 class FileImages:
@@ -39,24 +40,19 @@ class FileImages:
             KINDS.of_entry(f).check(self, f)
 
 
-class StubFiles:
+class StubFiles(KindStates):
     """Opens every file object of a process at a high temporary number, then
     puts each fd at its number. Objects shared by several fds are opened once
     and dup'ed, so they stay one open file (shared position and flags)."""
 
     def __init__(self, files, shared, floor, shell_tty=None):
+        super().__init__()
         self.files = files              # FileImages
         self.shared = shared            # memfd.StubObjects: the tree's shared memory objects
         self.floor = floor              # temporary fds live at or above it
         self.shell_tty = shell_tty      # hiber's terminal, for a shell job's tty fds
         self.opened = {}                # file id -> temporary fd
-        self._states = {}               # kind name -> what that kind keeps while opening
         self._temporaries = set()       # fds kinds opened beside (pipe ends, FIFO keepers)
-
-    def state(self, kind, make):
-        if kind.name not in self._states:
-            self._states[kind.name] = make()
-        return self._states[kind.name]
 
     def temporary(self, fd):
         """An fd a kind needs until the fds are in place, then closed."""

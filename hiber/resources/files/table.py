@@ -105,6 +105,21 @@ class Kind:
     read_images: Callable = None
 
 
+class KindStates:
+    """What each kind keeps beside its file entries (the data queued in
+    pipes, the ends of a pipe being opened, ...) for the time of one dump
+    (FileTable) or of one stub's opening of its files (StubFiles)."""
+
+    def __init__(self):
+        self._states = {}  # kind name -> what that kind keeps
+
+    def state(self, kind, make):
+        """The state of ``kind``, made by ``make()`` the first time."""
+        if kind.name not in self._states:
+            self._states[kind.name] = make()
+        return self._states[kind.name]
+
+
 class Table:
     """The kinds, in the order their ``match`` is tried."""
 

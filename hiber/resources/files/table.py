@@ -46,6 +46,8 @@ class OpenFd:
     flags: int               # fdinfo's flags: the open flags, O_CLOEXEC included
     pos: int
     info: os.stat_result     # stat() through the fd
+    fdinfo: dict             # /proc/PID/fdinfo/FD: what each kind adds there
+                             # (eventfd-count, tfd, inotify wd, ...)
 
     @classmethod
     def read(cls, pid, fd, fdinfo):
@@ -58,7 +60,7 @@ class OpenFd:
         except OSError as e:
             raise UnsupportedFile(f"PID {pid} fd {fd} ({link}): cannot stat: "
                                   f"{e.strerror}") from None
-        return cls(pid, fd, link, flags, pos, info)
+        return cls(pid, fd, link, flags, pos, info, fdinfo)
 
     @property
     def path(self):

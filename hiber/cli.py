@@ -189,8 +189,7 @@ def normalise_verbosity(argv):
 
 def _add_common_options(p):
     p.add_argument("--no-default-config", action="store_true",
-                   help="ignored: hiber reads no configuration files")
-    p.add_argument("--config", help="ignored: hiber reads no configuration files")
+                   help="accepted: hiber reads no configuration files anyway")
     p.add_argument("-D", "--images-dir", required=True, help="image directory")
     p.add_argument("-W", "--work-dir", help="where logs and stats go (default: images dir)")
     p.add_argument("-o", "--log-file", help="log file; relative to the images dir")
@@ -200,37 +199,79 @@ def _add_common_options(p):
     p.add_argument("--allow-uprobes", action="store_true",
                    help="dump: skip [uprobes] mappings; restore: accept images dumped so, "
                         "arming the uprobes active now (see below)")
-    p.add_argument("--pidfile", help="dump: ignored (criu compatibility); restore: write "
-                   "the restored root PID here")
-    p.add_argument("--log-pid", action="store_true", help="accepted for compatibility")
-    p.add_argument("--display-stats", action="store_true", help="print the dump statistics")
-    p.add_argument("--status-fd", type=int, help="accepted for compatibility")
-    # accepted; they only matter if hiber meets the state they concern, and
-    # hiber then fails on that state with its own message
-    for flag in ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap",
-                 "--evasive-devices", "--force-irmap", "--skip-mnt", "--enable-fs",
-                 "--enable-external-sharing", "--enable-external-masters", "--skip-in-flight",
-                 "--auto-dedup", "--unprivileged", "--tcp-skip-in-flight", "--mntns-compat-mode"):
+    p.add_argument("--pidfile", help="restore: write the restored root PID here")
+    p.add_argument("--log-pid", action="store_true",
+                   help="accepted: hiber is one process, its log is one file")
+    p.add_argument("--display-stats", action="store_true", help="print the statistics")
+    p.add_argument("--action-script", action="append", default=[], metavar="SCRIPT",
+                   help="run SCRIPT at pre-dump, post-dump, pre-restore, post-restore, "
+                        "pre-resume and post-resume, with criu's CRTOOLS_* variables")
+    p.add_argument("--network-lock", choices=["iptables", "nftables", "skip"],
+                   help="accepted: hiber dumps no network state (sockets and network "
+                        "namespaces are refused), so there is nothing to lock")
+    for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    for flag in ("--ext-unix-sk", "--manage-cgroups"):
-        p.add_argument(flag, nargs="?", const="", help=argparse.SUPPRESS)
-    for flag in ("--ghost-limit", "--cgroup-root", "--irmap-scan-path", "--external",
-                 "--ext-mount-map", "--network-lock", "--lsm-profile", "--cgroup-props",
-                 "--cgroup-props-file", "--cgroup-dump-controller", "--inherit-fd",
-                 "--freeze-cgroup", "--root", "--cpu-cap", "--action-script"):
-        p.add_argument(flag, action="append", help=argparse.SUPPRESS)
-    # these change what is produced, and hiber does not do them yet: refused
-    for flag in ("--page-server", "--lazy-pages", "--track-mem", "--stream"):
-        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    for flag in ("--prev-images-dir", "--address", "--port", "--ps-socket"):
-        p.add_argument(flag, help=argparse.SUPPRESS)
+    p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
+    for flag, (nargs, _) in REFUSED.items():
+        if nargs == 0:
+            p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+        else:
+            p.add_argument(flag, action="append", help=argparse.SUPPRESS)
 
 
-def _refuse_unsupported_modes(args):
-    for name in ("page_server", "lazy_pages", "track_mem", "stream", "prev_images_dir"):
-        if getattr(args, name, None):
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} is not supported by hiber yet")
+# criu options that only allow state hiber refuses anyway (sockets, deleted
+# files, file locks): with nothing of the kind in the tree they change
+# nothing; with something, the dump is refused naming it, flag or not
+PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap",
+               "--evasive-devices", "--force-irmap", "--skip-in-flight",
+               "--tcp-skip-in-flight", "--unprivileged")
+_MOUNTS = "hiber has no mount namespace support yet"
+_CGROUPS = "hiber does not checkpoint cgroups yet"
+_PAGES = "hiber has no incremental dumps, page server, lazy pages or image streaming yet"
+# criu options hiber cannot honour: refused with one line each, rather than
+# accepted and silently ignored.  flag -> (0 for a switch, else 1; why)
+REFUSED = {
+    "--config": (1, "hiber reads no configuration files: give the options on the command "
+                    "line"),
+    "--status-fd": (1, "it is for page-server, lazy-pages and service, which hiber does not "
+                       "have yet"),
+    "--external": (1, "hiber cannot map external resources (mounts, devices, files, "
+                      "links) yet"),
+    "--ext-mount-map": (1, _MOUNTS), "--skip-mnt": (1, _MOUNTS), "--enable-fs": (1, _MOUNTS),
+    "--enable-external-sharing": (0, _MOUNTS), "--enable-external-masters": (0, _MOUNTS),
+    "--mntns-compat-mode": (0, _MOUNTS),
+    "--root": (1, "hiber restores into its own root (/) only"),
+    "--inherit-fd": (1, "hiber cannot give a restored process a descriptor of its caller "
+                        "yet"),
+    "--lsm-profile": (1, "hiber restores the dumped LSM label only"),
+    "--manage-cgroups": (1, _CGROUPS), "--cgroup-root": (1, _CGROUPS),
+    "--cgroup-props": (1, _CGROUPS), "--cgroup-props-file": (1, _CGROUPS),
+    "--cgroup-dump-controller": (1, _CGROUPS),
+    "--freeze-cgroup": (1, "hiber freezes with ptrace, not with a cgroup freezer"),
+    "--ghost-limit": (1, "hiber does not dump deleted files yet"),
+    "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
+    "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
+    "--track-mem": (0, _PAGES), "--stream": (0, _PAGES), "--prev-images-dir": (1, _PAGES),
+    "--address": (1, _PAGES), "--port": (1, _PAGES), "--ps-socket": (1, _PAGES),
+    "--pre-dump-mode": (1, _PAGES),
+}
+
+
+def _refuse_unsupported_options(args):
+    if getattr(args, "root", None) and all(os.path.realpath(r) == "/" for r in args.root):
+        args.root = None  # the root hiber restores into anyway
+    for flag, (_, why) in REFUSED.items():
+        if getattr(args, flag.lstrip("-").replace("-", "_"), None):
+            raise UsageError(f"{flag} is not supported: {why}")
+    if getattr(args, "ext_unix_sk", None):  # bare, it is one of the PERMISSIONS
+        raise UsageError("--ext-unix-sk with a socket id is not supported: hiber does not "
+                         "dump sockets yet")
+    if getattr(args, "restore_sibling", False):
+        raise UsageError("--restore-sibling is not supported: hiber restores the tree as its "
+                         "own child (or detached, with -d)")
+    if args.command == "dump" and args.pidfile:
+        raise UsageError("--pidfile is for restore (the restored root's PID): a dump has "
+                         "none to write")
 
 
 def options_from(args):
@@ -246,6 +287,7 @@ def options_from(args):
         restore_detached=getattr(args, "restore_detached", False),
         pidfile=args.pidfile,
         show_progress=True,
+        action_scripts=tuple(args.action_script),
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         fault=os.environ.get("HIBER_FAULT"))
 
@@ -275,7 +317,7 @@ def _logged(args, doing, finished, what, work, verb):
 
 def cmd_dump(args):
     from .dump import dump
-    _refuse_unsupported_modes(args)
+    _refuse_unsupported_options(args)
     os.makedirs(args.images_dir, exist_ok=True)
     result = _logged(args, "Dumping", "Dumping finished successfully",
                      f"dump of PID {args.tree}",
@@ -297,7 +339,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def cmd_restore(args):
     from .restore import restore
-    _refuse_unsupported_modes(args)
+    _refuse_unsupported_options(args)
     if not os.path.isdir(args.images_dir):
         raise UsageError(f"{args.images_dir}: no such images directory")
     result = _logged(args, "Restoring", "Restore finished successfully",
@@ -379,8 +421,6 @@ def build_parser():
     p.add_argument("-s", "--leave-stopped", action="store_true",
                    help="leave the tree stopped after the dump")
     p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
-    p.add_argument("--pre-dump-mode", choices=["splice", "read"],
-                   help="accepted for compatibility")
     p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",

@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from . import actions
 from .faults import fault_point
 from .images.imagedir import ImageDir
 from .images.messages import classes
@@ -77,6 +78,8 @@ def dump(pid, images_dir, *, options=None, **given):
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
+    scripts = actions.ActionScripts(options.action_scripts, images.path)
+    scripts.run(actions.PRE_DUMP, pid)
 
     clock.start("freezing")
     tree = freeze_tree(pid)
@@ -113,6 +116,9 @@ def dump(pid, images_dir, *, options=None, **given):
         write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
         clock.stop("memwrite")
         fault_point(options, "written")
+        # a migration script may say "don't kill it": the tree runs on and
+        # the dump fails with the script's status, as with criu
+        scripts.run(actions.POST_DUMP, pid)
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
         tree.thaw()

@@ -34,6 +34,9 @@ class Options:
     # restore: a proxy for every dumped vdso, even one the kernel's would
     # replace in place (what criu's fault injection 127 forces)
     force_vdso_proxy: bool = False
+    # criu --action-script: executables run at pre-dump, post-dump,
+    # pre-restore, post-restore, pre-resume and post-resume (actions.py)
+    action_scripts: tuple = ()
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

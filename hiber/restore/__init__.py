@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from .. import actions
 from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
 from ..images.imagedir import ImageDir
 from ..options import build_options
@@ -47,7 +48,9 @@ def restore(images_dir, *, options=None, **given):
     options = build_options("restore", options, **given)
     started = time.perf_counter()
     images = ImageDir(images_dir)
+    scripts = actions.ActionScripts(options.action_scripts, images.path)
     release.refuse_existing_pidfile(options.pidfile)
+    scripts.run(actions.PRE_RESTORE)
     plan = Plan(images, options)                                # 1. read, check
     kernel_areas.decide(plan, options.force_vdso_proxy)
     log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
@@ -59,6 +62,8 @@ def restore(images_dir, *, options=None, **given):
         forking = time.perf_counter() - forking
         try:
             pages = rebuild_tree(plan, options)                 # 3. each process
+            scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
+            scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
             release.release_tree(plan)                          # 4. let them run
         except BaseException:
             log.error("Restore failed; removing the processes it had started")
@@ -69,6 +74,7 @@ def restore(images_dir, *, options=None, **given):
     elapsed = time.perf_counter() - started
     release.write_stats(images, forking, elapsed, pages)
     release.write_pidfile(options.pidfile, plan.root.pid)
+    scripts.run(actions.POST_RESUME, plan.root.pid, must_succeed=False)
     log.info("Restored %d process(es) (%d pages) in %.3f s", len(plan.processes), pages,
              elapsed)
     result = RestoreResult([p.pid for p in plan.processes], pages, images.path,

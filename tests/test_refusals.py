@@ -76,3 +76,22 @@ def test_sqlite_in_exclusive_mode_is_refused(tmp_path):
         assert "lock" in err
     finally:
         t.stop()
+
+
+def test_images_with_a_namespace_of_their_own_are_refused(start_target, tmp_path):
+    # CRIU's images of a containerised tree: ids-PID.img names a uts
+    # namespace other than the inventory's root one
+    from hiber.images.imagedir import ImageDir
+    t = start_target("simple")
+    images = tmp_path / "images"
+    assert run_hiber("dump", "-t", t.pid, "-D", images).returncode == 0
+    t.wait(10)
+    d = ImageDir(images)
+    ids = d.read_one("IDS", t.pid)
+    ids.uts_ns_id = d.inventory().root_ids.uts_ns_id + 100
+    d.write("IDS", t.pid, [ids])
+    result = run_hiber("restore", "-D", images, "-d")
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1 and len(err.splitlines()) == 1, err
+    assert f"PID {t.pid} had its own uts namespace" in err
+    assert not t.alive()

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import RestoreError
-from ..resources import core, files, vdso
+from ..resources import core, files, namespaces, vdso
 from . import checks
 
 
@@ -42,6 +42,8 @@ class Plan:
         self.hiber_pgid = os.getpgrp()
         self.shell_tty = _own_terminal() if shell_job else None
         checks.check_inventory(images, options)
+        self.root_ids = images.inventory().root_ids
+        self.process_ids = []  # (pid, task_kobj_ids_entry) of each live process
         self.files = files.FileImages(images)
         self.memfd_inodes = images.read_optional("MEMFD_INODE")
         tree = images.read("PSTREE")
@@ -58,6 +60,8 @@ class Plan:
             parent.children.append(p)
         checks.check_sessions(self)
         if check_files:
+            # what restore cannot rebuild; plan_vdso inspects such images too
+            namespaces.refuse_namespaced_images(self.root_ids, self.process_ids)
             checks.check_files(self)
 
     @property
@@ -78,6 +82,7 @@ class Plan:
             raise RestoreError(f"core-{pid}.img: task state {c.tc.task_state} cannot be "
                                "restored")
         ids = self.images.read_one("IDS", pid)
+        self.process_ids.append((pid, ids))
         plan = ProcessPlan(pid, entry, c, mm=self.images.read_one("MM", pid),
                            fs=self.images.read_one("FS", pid),
                            fdinfo=self.images.read_optional("FDINFO", ids.files_id),

@@ -153,8 +153,7 @@ def check_tree(tree, allow_uprobes):
         if p.zombie:
             continue  # nothing mapped, nothing to check
         for m in proc.maps(p.pid):
-            if m.path == "[uprobes]" and not allow_uprobes:
-                raise vmas.UprobesFound(p.pid)
+            vmas.refuse_uprobes(p.pid, m, allow_uprobes)
 
 
 def collect_process(tree, frozen, file_table, ids, seccomp, options):

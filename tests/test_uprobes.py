@@ -199,3 +199,23 @@ def test_runs_are_cut_at_code_vmas():
         [(0x1000, 1, 0x8000), (0x4000, 1, 0xb000)]
     assert [(r.vaddr, r.nr_pages, r.pages_offset, v.start) for r, v in code] == \
         [(0x2000, 2, 0x9000, 0x2000)]
+
+
+def test_optimized_uprobes_are_refused_and_the_process_runs_on(start_target, tmp_path):
+    # Linux 6.18 turns a probed 5-byte nop into a call to [uprobes-trampoline]
+    from conftest import build_target
+    from uprobes import TracefsUprobe
+    t = start_target("nop5")
+    with TracefsUprobe(build_target("nop5"), "site_nop5", f"nop5_{t.pid}") as probe:
+        deadline = time.monotonic() + 5
+        while "[uprobes-trampoline]" not in open(f"/proc/{t.pid}/maps").read():
+            if time.monotonic() > deadline:
+                pytest.skip("this kernel does not optimize uprobes on 5-byte nops")
+            time.sleep(0.02)
+        for extra in ((), ("--allow-uprobes",)):
+            result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images", "-R", *extra)
+            err = result.stderr.decode().strip()
+            assert result.returncode == 1 and len(err.splitlines()) == 1, err
+            assert "optimized uprobes" in err and "[uprobes-trampoline]" in err
+        assert probe.hits() > 0
+    t.check()

@@ -42,6 +42,29 @@ class UprobesFound(HiberError):
                          "attached to it and re-run with --allow-uprobes")
 
 
+# Linux 6.18 optimizes a uprobe on a 5-byte nop: after its first hit the nop
+# becomes a call into this area.  The call stays in the process's text, so
+# restoring it without the kernel's area would jump into nothing.
+OPTIMIZED_UPROBES = "[uprobes-trampoline]"
+
+
+class OptimizedUprobesFound(HiberError):
+    def __init__(self, pid, start):
+        super().__init__(f"PID {pid} has optimized uprobes ({OPTIMIZED_UPROBES} at "
+                         f"0x{start:x}: probes on 5-byte nops, patched into calls): hiber "
+                         "cannot restore such patched code yet; remove those probes, or "
+                         "probe another instruction, and dump again")
+
+
+def refuse_uprobes(pid, mapping, allow_uprobes):
+    """Before anything is collected: [uprobes] needs --allow-uprobes, and
+    optimized uprobes are refused either way."""
+    if mapping.path == OPTIMIZED_UPROBES and mapping.inode == 0:
+        raise OptimizedUprobesFound(pid, mapping.start)
+    if mapping.path == "[uprobes]" and mapping.inode == 0 and not allow_uprobes:
+        raise UprobesFound(pid)
+
+
 @dataclass
 class ProcessVmas:
     vmas: list            # vma_entry messages, image order

@@ -239,6 +239,7 @@ def _logged(doing, finished, what, work):
 
 def cmd_dump(args):
     from .dump import dump
+    from .inject.interrupts import deferring
     _refuse_unsupported_modes(args)
     os.makedirs(args.images_dir, exist_ok=True)
     setup_logging(args)
@@ -247,6 +248,7 @@ def cmd_dump(args):
                              allow_uprobes=args.allow_uprobes,
                              leave_stopped=args.leave_stopped,
                              fault=os.environ.get("HIBER_FAULT"), show_progress=True)
+    work = deferring(work)  # SIGTERM, SIGINT & co. end the dump at a safe point
     result = _logged("Dumping", "Dumping finished successfully", f"dump of PID {args.tree}",
                      work)
     if args.display_stats:

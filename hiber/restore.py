@@ -478,7 +478,7 @@ def take_over(p):
 
 def rebuild(plan, p, progress=None, fault=None):
     services = p.services
-    with RemoteTask(p.pid) as task:
+    with RemoteTask(p.pid, killed_with_tracer=True) as task:
         rseq = pt.get_rseq_configuration(p.pid)
         if rseq.rseq_abi_pointer:
             # the stub's rseq area is about to vanish with its memory
@@ -512,7 +512,7 @@ def rebuild(plan, p, progress=None, fault=None):
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
         for tid, thread_core in p.thread_cores.items():
             create_thread(task, scratch, p.pid, tid)
-            with RemoteTask(p.pid, tid, task.gadget) as thread:
+            with RemoteTask(p.pid, tid, task.gadget, killed_with_tracer=True) as thread:
                 core.restore_thread(thread, scratch, p.pid, tid, thread_core)
         _seal_memfds(task, plan, services)
         for fd in _service_fds(services):

@@ -27,9 +27,9 @@ from conftest import CHECK_SIGNAL, REPO, Target, build_target, reap_orphans, run
 from hiber.kernel import proc
 
 # kill points: (target, signal) -> how many
-KILLS_PER_TARGET = {"big": int(os.environ.get("KS_BIG", 16)), "tree": int(os.environ.get("KS_TREE", 20)), "seccomp": int(os.environ.get("KS_SEC", 16))}
+KILLS_PER_TARGET = {"big": 16, "tree": 20, "seccomp": 16}
 STOPPED_KILLS = 10
-RESTORE_KILLS = int(os.environ.get("KS_REST", 12))
+RESTORE_KILLS = 12
 STATUS = struct.Struct("<4Q5Q")  # struct status of unharmed.c
 SPIN, SLEEP, READ, FUTEX, SIGNALS = range(5)  # its workers
 TALLY = {}  # what test_summary prints: kind of kill point -> counts

@@ -317,11 +317,15 @@ def _logged(args, doing, finished, what, work, verb):
 
 def cmd_dump(args):
     from .dump import dump
+    from .inject.interrupts import deferring
     _refuse_unsupported_options(args)
     os.makedirs(args.images_dir, exist_ok=True)
+    # SIGTERM, SIGINT & co. end the dump at a safe point (inject/interrupts.py)
     result = _logged(args, "Dumping", "Dumping finished successfully",
                      f"dump of PID {args.tree}",
-                     lambda options: dump(args.tree, args.images_dir, options=options), "dump")
+                     lambda options: deferring(
+                         lambda: dump(args.tree, args.images_dir, options=options))(),
+                     "dump")
     if args.display_stats:
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",

@@ -18,7 +18,8 @@ from .faults import fault_point
 from .images.imagedir import ImageDir
 from .images.messages import classes
 from .inject.freeze import freeze_tree
-from .inject.remote import RemoteTask, find_syscall_instruction
+from .inject import interrupts
+from .inject.remote import RemoteTask, find_gadgets
 from .kernel import proc
 from .options import build_options
 from .progress import progress_bar
@@ -159,7 +160,7 @@ def check_tree(tree, allow_uprobes):
 def collect_process(tree, frozen, file_table, ids, seccomp, options):
     pid = frozen.pid
     out = ProcessImages(pid, ids=ids.ids(pid))
-    gadget = find_syscall_instruction(pid)
+    gadget = find_gadgets(pid)
 
     # 1. what only the task can tell: injected syscalls, undone on exit
     with RemoteTask(pid, pid, gadget) as leader:
@@ -215,7 +216,8 @@ def write_memory(images, collected, shared, options):
     with progress_bar(to_write, options.show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
-                c.pages.write_pages(writer, runs[c.pid], buffer, bar.update)
+                c.pages.write_pages(writer, runs[c.pid], buffer,
+                                    interrupts.checked(bar.update))
                 fault_point(options, "pages")
             total += c.pages.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from ..errors import HiberError
 from ..kernel import proc
 from ..kernel import ptrace as pt
+from . import interrupts
+from .seccomp import seccomp_mode
+from .stopguard import StopGuard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class FrozenTree:
     root: int
     processes: dict = field(default_factory=dict)  # pid -> FrozenProcess, pre-order
     parents: dict = field(default_factory=dict)    # pid -> ppid inside the tree
+    guard: StopGuard = field(default_factory=StopGuard)  # re-stops woken processes
 
     def all_threads(self):
         for p in self.processes.values():
@@ -60,6 +64,7 @@ class FrozenTree:
                 except OSError as e:
                     if e.errno != errno.ESRCH:
                         failures.append(f"{tid}: {e.strerror}")
+        self.guard.release()
         if failures:
             log.warning("could not detach from %s", ", ".join(failures))
 
@@ -80,6 +85,7 @@ class FrozenTree:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.guard.release()
         for p in self.processes.values():
             for tid in p.threads:
                 try:
@@ -158,9 +164,25 @@ def _exiting(pid, tid):
         return True
 
 
-def _seize_thread(pid, tid):
+# TRACESYSGOOD: syscall stops report SIGTRAP|0x80, a number no signal has,
+# so a tracee left in one by a dying tracer is sent no SIGTRAP.
+# SUSPEND_SECCOMP: injected syscalls bypass the tracee's seccomp filters (a
+# filter that kills on an unexpected syscall would kill it otherwise).
+SEIZE_OPTIONS = pt.PTRACE_O_TRACESYSGOOD | pt.PTRACE_O_SUSPEND_SECCOMP
+CAP_SYS_ADMIN = 21
+
+
+def can_suspend_seccomp():
+    """The kernel lets a tracer suspend seccomp only when it has
+    CAP_SYS_ADMIN and runs under no seccomp filter of its own."""
+    own = proc.status(os.getpid())
+    return (int(own.get("CapEff", "0"), 16) >> CAP_SYS_ADMIN & 1
+            and own.get("Seccomp", "0") == "0")
+
+
+def _seize_thread(pid, tid, options):
     try:
-        pt.seize(tid)
+        pt.seize(tid, options)
     except OSError as e:
         if e.errno == errno.ESRCH:
             return False  # exited meanwhile
@@ -185,7 +207,14 @@ def _wait_until_zombie(pid, timeout=5):
     raise FreezeError(f"PID {pid} neither runs nor became a zombie in {timeout} s")
 
 
-def _freeze_process(tree, pid):
+def _check_seccomp(pid, tid, options):
+    if not options & pt.PTRACE_O_SUSPEND_SECCOMP and seccomp_mode(pid, tid):
+        raise FreezeError(f"TID {tid} of PID {pid} runs under seccomp, and hiber cannot "
+                          "suspend it (that takes CAP_SYS_ADMIN and no seccomp filter on "
+                          "hiber itself): the syscalls hiber injects would meet the filter")
+
+
+def _freeze_process(tree, pid, options):
     """Seize every thread of one process; returns False if it is gone."""
     st = proc.stat(pid)
     p = FrozenProcess(pid)
@@ -201,7 +230,7 @@ def _freeze_process(tree, pid):
         if not new:
             break
         for tid in new:
-            if _seize_thread(pid, tid):
+            if _seize_thread(pid, tid, options):
                 seized.append(tid)
             else:
                 gone.add(tid)
@@ -211,14 +240,17 @@ def _freeze_process(tree, pid):
                 if sig is None:
                     seized.remove(tid)
                     gone.add(tid)
-                elif sig:
-                    p.stop_signal = sig
+                else:
+                    _check_seccomp(pid, tid, options)
+                    if sig:
+                        p.stop_signal = sig
     if not seized and _exiting(pid, pid):
         _wait_until_zombie(pid)
         p.zombie = True
         tree.processes[pid] = p
         return True
     if p.stopped:
+        tree.guard.watch(pid, p.stop_signal or signal.SIGSTOP)
         _wake_for_injection(pid, seized)
     # the leader first, as images list threads (spec §2.2)
     p.threads = sorted(seized, key=lambda t: (t != pid, t))
@@ -237,14 +269,16 @@ def freeze_tree(root):
     if root == os.getpid():
         raise FreezeError("hiber cannot dump itself")
     tree = FrozenTree(root)
+    options = SEIZE_OPTIONS if can_suspend_seccomp() else pt.PTRACE_O_TRACESYSGOOD
     try:
         queue = [root]
         while queue:
+            interrupts.check()
             pid = queue.pop(0)
             if pid in tree.processes:
                 continue
             try:
-                _freeze_process(tree, pid)
+                _freeze_process(tree, pid, options)
             except proc.NoSuchProcess:
                 if pid == root:
                     raise

@@ -13,12 +13,13 @@ _ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void
 PTRACE_PEEKDATA = 2
 PTRACE_CONT = 7
 PTRACE_KILL = 8
-PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
+PTRACE_SYSCALL = 24
 PTRACE_GET_THREAD_AREA = 25
 PTRACE_SET_THREAD_AREA = 26
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
 PTRACE_GETREGSET = 0x4204
 PTRACE_SETREGSET = 0x4205
 PTRACE_SEIZE = 0x4206
@@ -34,6 +35,7 @@ PTRACE_GET_RSEQ_CONFIGURATION = 0x420f
 PTRACE_O_TRACESYSGOOD = 1
 PTRACE_O_TRACECLONE = 8
 PTRACE_O_EXITKILL = 0x100000
+PTRACE_O_SUSPEND_SECCOMP = 0x200000
 PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_STOP = 128
 PTRACE_PEEKSIGINFO_SHARED = 1
@@ -43,6 +45,7 @@ NT_PRFPREG = 2
 NT_X86_XSTATE = 0x202
 
 WALL = 0x40000000  # __WALL: wait for threads too
+SIGTRAP = 5
 
 # user_regs_struct, in the order the kernel lays it out (and CRIU's image)
 GPREG_NAMES = ["r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8",
@@ -86,8 +89,15 @@ def listen(tid):
     ptrace(PTRACE_LISTEN, tid)
 
 
-def singlestep(tid, sig=0):
-    ptrace(PTRACE_SINGLESTEP, tid, 0, sig)
+def resume_to_syscall(tid, sig=0):
+    """PTRACE_SYSCALL: run until the next syscall entry or exit stop.
+
+    hiber never single-steps: a tracee left with the trap flag by a tracer
+    that dies is killed by SIGTRAP after one instruction, because the kernel
+    detaches the tracees of a dead tracer without clearing single-step
+    (exit_ptrace skips ptrace_disable), while syscall tracing is cleared on
+    every unlink (__ptrace_unlink clears SYSCALL_TRACE)."""
+    ptrace(PTRACE_SYSCALL, tid, 0, sig)
 
 
 def wait(tid):
@@ -142,6 +152,15 @@ class peeksiginfo_args(ctypes.Structure):
 
 
 SIGINFO_SIZE = 128
+
+
+def is_syscall_stop(tid):
+    """Whether a SIGTRAP stop is a syscall stop (for tracees seized without
+    PTRACE_O_TRACESYSGOOD): the kernel reports those with si_code SIGTRAP,
+    where a real SIGTRAP has SI_KERNEL, TRAP_* or SI_USER codes."""
+    info = ctypes.create_string_buffer(SIGINFO_SIZE)
+    ptrace(PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
+    return struct.unpack_from("<iii", info.raw)[2] == SIGTRAP
 
 
 def peek_siginfos(tid, shared):
@@ -200,7 +219,9 @@ def stop_kind(status):
     """Classify a waitpid status of a traced task.
 
     Returns ("exited", code), ("killed", sig), ("event-stop", sig) for a
-    PTRACE_EVENT_STOP (interrupt or group stop), or ("signal-stop", sig).
+    PTRACE_EVENT_STOP (interrupt or group stop), ("syscall-stop", SIGTRAP)
+    for a syscall entry or exit stop of a tracee seized with
+    PTRACE_O_TRACESYSGOOD, or ("signal-stop", sig).
     """
     if os.WIFEXITED(status):
         return "exited", os.WEXITSTATUS(status)
@@ -211,4 +232,6 @@ def stop_kind(status):
         return "event-stop", sig
     if status >> 16 == PTRACE_EVENT_CLONE:
         return "clone-event", sig
+    if sig == SIGTRAP | 0x80:
+        return "syscall-stop", SIGTRAP
     return "signal-stop", sig

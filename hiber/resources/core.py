@@ -426,8 +426,8 @@ def restore_thread(remote, scratch, pid, tid, core):
     if th.HasField("comm"):
         remote.write(scratch, th.comm.encode()[:15] + b"\0")
         remote.syscall("prctl", PR_SET_NAME, scratch)
-    if th.pdeath_sig:
-        remote.syscall("prctl", PR_SET_PDEATHSIG, th.pdeath_sig)
+    # always: 0 clears the stub's own SIGKILL on its parent's death
+    remote.syscall("prctl", PR_SET_PDEATHSIG, th.pdeath_sig)
     for tls in core.thread_info.tls:
         if not tls.seg_not_present or tls.base_addr or tls.limit:
             flags = (tls.seg_32bit | tls.contents_l << 1 | tls.contents_h << 2

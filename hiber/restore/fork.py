@@ -83,6 +83,7 @@ def fork_tree(plan):
     writers = {}
     for p in plan.live:
         stubs.reports[p.pid], writers[p.pid] = os.pipe()
+    hiber = os.getpid()
     try:
         pid = fork_with_pid(plan.root.pid)
     except OSError as e:
@@ -91,6 +92,7 @@ def fork_tree(plan):
         stubs.close()
         raise RestoreError(f"cannot create PID {plan.root.pid}: {e.strerror}") from None
     if pid == 0:
+        _die_with_parent(hiber)
         _stub_entry(plan, writers, stubs.reports)  # never returns
     for fd in writers.values():
         os.close(fd)
@@ -100,6 +102,16 @@ def fork_tree(plan):
         stubs.kill()
         raise
     return stubs
+
+
+def _die_with_parent(parent):
+    """A stub dies with the process that forked it, so a hiber killed at any
+    instant leaves no half-made process: the stubs it has seized die with it
+    through PTRACE_O_EXITKILL, the others through this chain of parent-death
+    signals. restore_thread puts the image's own parent-death signal back."""
+    ctypes.CDLL(None, use_errno=True).prctl(core.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the prctl took effect
 
 
 def _stub_entry(plan, writers, readers):
@@ -184,8 +196,10 @@ def _fork_child(plan, child, stub_files, shared, writers):
     """Fork one child stub and wait until its whole subtree exists, so the
     groups it leads exist before later processes join them."""
     done_r, done_w = os.pipe()
+    parent = os.getpid()
     pid = fork_with_pid(child.pid)
     if pid == 0:
+        _die_with_parent(parent)
         os.close(done_r)
         report = writers.get(child.pid, done_w)
         try:

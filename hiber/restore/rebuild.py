@@ -49,7 +49,7 @@ def take_over(p):
 
 def rebuild(plan, p, options, progress=None):
     services = p.services
-    with RemoteTask(p.pid) as task:
+    with RemoteTask(p.pid, killed_with_tracer=True) as task:
         rseq = pt.get_rseq_configuration(p.pid)
         if rseq.rseq_abi_pointer:
             # the stub's rseq area is about to vanish with its memory

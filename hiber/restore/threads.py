@@ -14,7 +14,7 @@ def restore_threads(task, scratch, p):
     """Every thread but the leader (``task``), each with its own state."""
     for tid, thread_core in p.thread_cores.items():
         create_thread(task, scratch, p.pid, tid)
-        with RemoteTask(p.pid, tid, task.gadget) as thread:
+        with RemoteTask(p.pid, tid, task.gadget, killed_with_tracer=True) as thread:
             core.restore_thread(thread, scratch, p.pid, tid, thread_core)
 
 

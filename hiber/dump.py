@@ -20,7 +20,8 @@ from .inject.freeze import freeze_tree
 from .inject.remote import RemoteTask, find_syscall_instruction
 from .kernel import proc
 from .progress import progress_bar
-from .resources import core, files, locks, memory, namespaces, task
+from .resources import core, files, locks, memory, namespaces, task, taskstate
+from .resources.seccomp import SeccompFilters
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def dump(pid, images_dir, leave_running=False, shell_job=False, allow_uprobes=Fa
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
     file_table = files.FileTable()
     ids = task.IdAllocator()
-    seccomp = task.SeccompFilters()
+    seccomp = SeccompFilters()
     try:
         _inject_fault(fault, "frozen")
         check_tree(tree, allow_uprobes)
@@ -175,10 +176,12 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
         _inject_fault(fault, "inject")
         for tid in frozen.threads:
             if tid == pid:
-                out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, seccomp, tc)
+                out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, tc)
             else:
                 with RemoteTask(pid, tid, gadget) as thread:
-                    out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch, seccomp)
+                    out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch)
+    # seccomp filters and CPU affinity: all threads stopped, none pinned by a RemoteTask
+    taskstate.dump_threads(pid, out.cores, seccomp)
 
     # 2. memory layout and files, read from outside (the scratch page is gone)
     _inject_fault(fault, "memory")
@@ -194,16 +197,12 @@ def collect_process(tree, frozen, file_table, ids, seccomp, shell_job, allow_upr
     return out
 
 
-def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
+def _thread_core_entry(pid, tid, remote, scratch, tc=None):
     entry = classes["core_entry"](mtype=1)
     entry.thread_info.CopyFrom(core.thread_info(tid, remote, scratch))
     if tc is not None:
         entry.tc.CopyFrom(tc)
-    thread = core.thread_core(pid, tid, remote, tc is not None, scratch)
-    index = seccomp.thread_filter(tid)
-    if index is not None:
-        thread.seccomp_filter = index
-    entry.thread_core.CopyFrom(thread)
+    entry.thread_core.CopyFrom(core.thread_core(pid, tid, remote, tc is not None, scratch))
     return entry
 
 

@@ -33,7 +33,7 @@ from .kernel import proc
 from .kernel import ptrace as pt
 from .kernel.clone import fork_with_pid
 from .progress import progress_bar
-from .resources import core, files, memory, shmem, vdso
+from .resources import core, files, memory, shmem, taskstate, vdso
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class Plan:
                                    "listed before it")
             parent.children.append(p)
         self._check_sessions()
+        # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
+        self.task_state = taskstate.TaskStatePlan(images, inventory, self.live)
         if check_files:
             self._check_files()
 
@@ -517,7 +519,6 @@ def rebuild(plan, p, progress=None, fault=None):
         _seal_memfds(task, plan, services)
         for fd in _service_fds(services):
             task.syscall("close", fd)
-        core.restore_creds(task, scratch, p.pid, p.pid, p.core.thread_core.creds)
     return mem.pages_restored
 
 
@@ -709,6 +710,8 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
                 for p in plan.live:
                     take_over(p)
                     pages += rebuild(plan, p, bar.update, fault)
+            for p in plan.live:
+                plan.task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
             for p in plan.live:
                 release(p)
         except BaseException:

@@ -18,7 +18,7 @@ from ..images.messages import classes
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
 from ..kernel import pagescan, proc
 from ..kernel.sys import IOV_MAX, address_of, process_vm_readv, write_all
-from . import shmem
+from . import mlock, shmem
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class MemoryDump:
         madv = sum(1 << bit for code, bit in MADV_BITS.items() if code in m.vmflags)
         if madv:
             e.madv = madv
+        mlock.dump_vma(m.vmflags, e)
         extra_flags = sum(bit for code, bit in MAP_FLAG_BITS.items() if code in m.vmflags)
         special = m.path if m.path.startswith("[") and m.inode == 0 else None
 
@@ -469,7 +470,7 @@ class MemoryRestore:
     def create_vmas(self):
         for v in self.vmas:
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
-            flags = v.flags | MAP_FIXED
+            flags = mlock.mmap_flags(v) | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
                 fd, offset = self.mapping_fd(v), v.pgoff
             else:
@@ -519,7 +520,7 @@ class MemoryRestore:
                     batch[0][1] -= done
 
     def finish(self):
-        """Final protections, madvise flags, guard regions."""
+        """Final protections, madvise flags, guard regions, then locks and seals."""
         for v in self.vmas:
             if v.start in self._filled and not v.prot & V.PROT_WRITE:
                 self.remote.syscall("mprotect", v.start, v.end - v.start, v.prot)
@@ -528,3 +529,4 @@ class MemoryRestore:
                     self.remote.syscall("madvise", v.start, v.end - v.start, advice)
         for g in self.guards:
             self.remote.syscall("madvise", g.start, g.end - g.start, MADV_GUARD_INSTALL)
+        mlock.restore_vmas(self.remote, self.vmas)

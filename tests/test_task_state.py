@@ -1,0 +1,159 @@
+"""Per-task state a restore gives back or refuses (issue 9 section 3):
+credentials and loginuid, seccomp, scheduling and CPU affinity, memory
+locks and seals, register state this CPU lacks, LSM labels. Targets set
+the state up, are checkpointed and restored, then check it themselves."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import reap_orphans, run_hiber
+from hiber.images.imagedir import ImageDir
+from hiber.kernel import proc
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def dump(t, images, *extra):
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log", *extra)
+    assert result.returncode == 0, result.stderr.decode()
+    if "-R" not in extra:
+        assert t.wait(10) == -signal.SIGKILL
+        reap_orphans()
+    return result
+
+
+def restore(images, *extra):
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
+    assert result.returncode == 0, result.stderr.decode() + \
+        (images / "restore.log").read_text()[-3000:]
+    return result
+
+
+def checkpoint_restore(t, images):
+    dump(t, images)
+    restore(images)
+    assert t.alive(), f"PID {t.pid} is not back"
+    return t
+
+
+def refused(images, *words):
+    """The restore fails with one line naming the state, creating nothing."""
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
+    message = result.stderr.decode()
+    assert result.returncode == 1, message
+    assert message.count("\n") == 1, message
+    for w in words:
+        assert w in message, message
+    return message
+
+
+def edit_core(images, tid, change):
+    d = ImageDir(images)
+    entry = d.read_one("CORE", tid)
+    change(entry)
+    d.write("CORE", tid, [entry])
+
+
+# ---- credentials -------------------------------------------------------------
+
+def test_credentials_of_each_thread(start_target, tmp_path):
+    t = start_target("creds")
+    tid = int(t.info["tid"])
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    core = ImageDir(images).read_one("CORE", t.pid)
+    assert core.thread_core.creds.cap_amb[0] == 1 << 13  # CAP_NET_RAW
+    assert core.thread_core.creds.no_new_privs == 1
+    assert ImageDir(images).read_one("CORE", tid).thread_core.creds.uid == 3000
+    t.check()
+
+
+# ---- seccomp -----------------------------------------------------------------
+
+def _died(t, timeout=5):
+    """The target, or one of its threads (strict mode kills only the
+    offending thread), was killed."""
+    if any(not os.path.exists(f"/proc/{t.pid}/task/{t.info[k]}")
+           for k in ("t1", "t2") if t.info.get(k, "0") != "0"):
+        return True
+    try:
+        t.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def dump_or_skip(t, images):
+    """Dump a target whose filters kill on calls hiber injects while dumping;
+    that needs PTRACE_O_SUSPEND_SECCOMP at seize time (inject/, issue 9)."""
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
+    if result.returncode != 0 and _died(t):
+        pytest.skip("the dump does not suspend seccomp yet: the target was killed by its "
+                    f"filter ({result.stderr.decode().strip()})")
+    assert result.returncode == 0, result.stderr.decode()
+    assert t.wait(10) == -signal.SIGKILL
+    reap_orphans()
+
+
+@pytest.mark.parametrize("mode", ["chains", "tsync", "late"])
+def test_seccomp_filters_come_back(start_target, tmp_path, mode):
+    """Filters per thread (chains), shared by TSYNC (tsync: the target
+    syncs a new filter after restore, which needs shared filter objects),
+    installed before CAP_SYS_ADMIN was dropped (late); a filter that kills
+    on the calls a restore makes (chains, tsync) shows none comes after it."""
+    t = start_target("seccomp", mode)
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    d = ImageDir(images)
+    core = d.read_one("CORE", t.pid)
+    assert core.thread_core.seccomp_mode == 2
+    filters = d.read_one("SECCOMP").seccomp_filters
+    if mode == "tsync":  # CRIU's layout: the leader's chain with TSYNC, the others none
+        assert all(f.flags & 1 for f in filters) and len(filters) == 2
+        assert not d.read_one("CORE", int(t.info["t1"])).thread_core.HasField("seccomp_mode")
+    if mode != "late":
+        assert any(f.flags & 2 for f in filters)  # SECCOMP_FILTER_FLAG_LOG kept
+    t.check()
+
+
+def test_seccomp_strict_mode_comes_back(start_target, tmp_path):
+    t = start_target("seccomp", "strict")
+    dump_or_skip(t, tmp_path / "images")
+    restore(tmp_path / "images")
+    t.check()
+
+
+def test_seccomp_allowlist_filter_comes_back(start_target, tmp_path):
+    """A filter that kills on every call but the process's own few."""
+    t = start_target("seccomp", "allowlist")
+    dump_or_skip(t, tmp_path / "images")
+    restore(tmp_path / "images")
+    t.check()
+
+
+def test_strict_mode_is_entered_last(start_target, tmp_path):
+    """The restore half of strict mode, whatever the dump can do: a thread
+    that only reads and writes is put in strict mode through its image; it
+    must come back in strict mode and alive (strict mode kills on any other
+    call, so nothing hiber does may follow it)."""
+    t = start_target("seccomp", "echo")
+    images = tmp_path / "images"
+    dump(t, images)
+
+    def strict(entry):
+        entry.thread_core.seccomp_mode = 1
+    edit_core(images, int(t.info["t1"]), strict)
+    restore(images)
+    t.check()
+
+
+def test_user_notification_filter_is_refused(start_target, tmp_path):
+    t = start_target("seccomp", "notify")
+    result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images", "-R")
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1, err
+    assert f"TID {t.pid}" in err and "SECCOMP_RET_USER_NOTIF" in err
+    assert t.alive()

@@ -157,3 +157,37 @@ def test_user_notification_filter_is_refused(start_target, tmp_path):
     assert result.returncode == 1 and err.count("\n") == 1, err
     assert f"TID {t.pid}" in err and "SECCOMP_RET_USER_NOTIF" in err
     assert t.alive()
+
+
+# ---- scheduling and CPUs -------------------------------------------------------
+
+def test_scheduling_and_cpus_of_each_thread(start_target, tmp_path):
+    t = start_target("sched")
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    d = ImageDir(images)
+    rr = d.read_one("CORE", int(t.info["rr"])).thread_core
+    assert (rr.sched_policy, rr.sched_prio, rr.sched_nice) == (0x40000002, 3, -3)
+    idle = d.read_one("CORE", int(t.info["idle"])).thread_core
+    assert list(idle.cpu_affinity) == [0]
+    assert not d.read_one("CORE", int(t.info["fifo"])).thread_core.cpu_affinity
+    t.check()
+
+
+def test_sched_deadline_is_refused(start_target, tmp_path):
+    t = start_target("sched", "deadline")
+    result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images", "-R")
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1, err
+    assert f"TID {t.pid}" in err and "SCHED_DEADLINE" in err
+    assert t.alive()
+
+
+def test_cpus_missing_here_are_refused(start_target, tmp_path):
+    t = start_target("sched")
+    images = tmp_path / "images"
+    dump(t, images)
+    tid = int(t.info["fifo"])
+    edit_core(images, tid, lambda e: e.thread_core.cpu_affinity.extend([0, 4096]))
+    refused(images, f"core-{tid}.img", f"thread {tid}", "CPUs 4096 are not online")
+    assert not proc.exists(t.pid)

@@ -35,14 +35,18 @@ class SchedError(HiberError):
     pass
 
 
-def online_cpus():
-    """CPUs online now, from /sys/devices/system/cpu/online ("0-3,8")."""
+def _cpu_file(name):
+    """A CPU list of /sys/devices/system/cpu ("0-3,8")."""
     cpus = set()
-    with open("/sys/devices/system/cpu/online") as f:
+    with open(f"/sys/devices/system/cpu/{name}") as f:
         for part in f.read().strip().split(","):
             first, _, last = part.partition("-")
             cpus.update(range(int(first), int(last or first) + 1))
     return cpus
+
+
+def online_cpus():
+    return _cpu_file("online")
 
 
 def cpu_list(cpus):
@@ -119,10 +123,14 @@ def restore_thread(tid, thread_core):
         raise SchedError(f"TID {tid}: cannot restore its scheduling ({POLICY_NAMES[base]}"
                          f"{', reset-on-fork' if policy & SCHED_RESET_ON_FORK else ''}, "
                          f"nice {th.sched_nice}): {e.strerror}") from None
-    if th.cpu_affinity:
-        try:
-            os.sched_setaffinity(tid, th.cpu_affinity)
-        except OSError as e:
+    # always: a thread cloned while RemoteTask pinned the leader to one CPU
+    # inherited that pin; unrestricted means every CPU there may ever be
+    cpus = set(th.cpu_affinity) or _cpu_file("possible")
+    try:
+        os.sched_setaffinity(tid, cpus)
+    except OSError as e:
+        if th.cpu_affinity:
             raise SchedError(f"TID {tid}: cannot restrict it to CPUs "
                              f"{cpu_list(th.cpu_affinity)}: {e.strerror} (a cpuset cgroup "
                              "may not allow them)") from None
+        raise

@@ -191,3 +191,18 @@ def test_cpus_missing_here_are_refused(start_target, tmp_path):
     edit_core(images, tid, lambda e: e.thread_core.cpu_affinity.extend([0, 4096]))
     refused(images, f"core-{tid}.img", f"thread {tid}", "CPUs 4096 are not online")
     assert not proc.exists(t.pid)
+
+
+# ---- locked and sealed memory --------------------------------------------------
+
+@pytest.mark.parametrize("future", ["future", "onfault"])
+def test_locked_and_sealed_memory(start_target, tmp_path, future):
+    t = start_target("mlock", future)
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    d = ImageDir(images)
+    assert d.read_one("CORE", t.pid).tc.mlockall == (6 if future == "onfault" else 2)
+    vmas = {v.start: v for v in d.read_one("MM", t.pid).vmas}
+    assert vmas[t.address("lazy")].lock_onfault and vmas[t.address("lazy")].flags & 0x2000
+    assert vmas[t.address("sealed")].sealed
+    t.check()

@@ -206,3 +206,93 @@ def test_locked_and_sealed_memory(start_target, tmp_path, future):
     assert vmas[t.address("lazy")].lock_onfault and vmas[t.address("lazy")].flags & 0x2000
     assert vmas[t.address("sealed")].sealed
     t.check()
+
+
+# ---- refused at restore: what this machine cannot give back ---------------------
+
+def _dumped_simple(start_target, tmp_path):
+    t = start_target("simple")
+    images = tmp_path / "images"
+    dump(t, images)
+    return t, images
+
+
+def test_register_state_this_cpu_lacks_is_refused(start_target, tmp_path):
+    from hiber.resources.core import enabled_xfeatures
+    lacking = [c for c in (5, 6, 7, 3, 4, 17, 18) if c not in enabled_xfeatures()]
+    if not lacking:
+        pytest.skip("this CPU has AVX-512, MPX and AMX")
+    t, images = _dumped_simple(start_target, tmp_path)
+
+    def uses_it(entry):
+        entry.thread_info.fpregs.xsave.xstate_bv |= 1 << lacking[0]
+    edit_core(images, t.pid, uses_it)
+    name = {5: "AVX-512", 6: "AVX-512", 7: "AVX-512", 3: "MPX", 4: "MPX"}.get(lacking[0], "AMX")
+    refused(images, f"core-{t.pid}.img", f"thread {t.pid}", name, "this CPU does not have")
+    assert not proc.exists(t.pid)
+
+
+def test_criu_images_with_avx512_are_refused_on_a_cpu_without(tmp_path):
+    """CRIU's own images (golden, dumped on an AVX-512 machine): refused for
+    their registers before anything else is looked at."""
+    from conftest import GOLDEN
+    from hiber.resources.core import enabled_xfeatures
+    if 5 in enabled_xfeatures():
+        pytest.skip("this CPU has AVX-512")
+    result = run_hiber("restore", "-D", GOLDEN / "single" / "images", "-d")
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1, err
+    assert "core-2429.img: thread 2429 was using AVX-512 registers" in err
+
+
+def test_capabilities_hiber_lacks_are_refused(start_target, tmp_path):
+    from hiber.resources.creds import Current
+    ours = Current("self").sets["permitted"]
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    lacking = [bit for bit in range(last + 1) if not ours >> bit & 1]
+    t, images = _dumped_simple(start_target, tmp_path)
+    bit = lacking[0] if lacking else last + 1
+
+    def grant(entry):
+        c = entry.thread_core.creds
+        c.cap_prm[bit // 32] |= 1 << (bit % 32)
+    edit_core(images, t.pid, grant)
+    refused(images, f"core-{t.pid}.img", f"thread {t.pid}",
+            "which hiber itself lacks" if lacking else "which this kernel does not know")
+    assert not proc.exists(t.pid)
+
+
+def test_lsm_label_without_that_lsm_is_refused(start_target, tmp_path):
+    from hiber.resources.task import lsm_type
+    if lsm_type() == 2:
+        pytest.skip("AppArmor is active here")
+    t, images = _dumped_simple(start_target, tmp_path)
+    assert not ImageDir(images).read_one("CORE", t.pid).thread_core.creds.HasField("lsm_profile")
+    d = ImageDir(images)
+    inventory = d.inventory()
+    inventory.lsmtype = 2
+    d.write("INVENTORY", None, [inventory])
+    edit_core(images, t.pid, lambda e: setattr(e.thread_core.creds, "lsm_profile", "hiber-test"))
+    refused(images, f"core-{t.pid}.img", "AppArmor", "'hiber-test'")
+    assert not proc.exists(t.pid)
+
+
+def test_damaged_seccomp_chain_is_refused(start_target, tmp_path):
+    t, images = _dumped_simple(start_target, tmp_path)
+
+    def filtered(entry):
+        entry.thread_core.seccomp_mode = 2
+        entry.thread_core.seccomp_filter = 7
+    edit_core(images, t.pid, filtered)
+    refused(images, "seccomp.img", f"thread {t.pid}", "damaged")
+    assert not proc.exists(t.pid)
+
+
+# ---- loginuid --------------------------------------------------------------
+
+def test_loginuid_comes_back(start_target, tmp_path):
+    t = start_target("creds")
+    assert int(t.info["loginuid"]) == int(open(f"/proc/{t.pid}/loginuid").read())
+    checkpoint_restore(t, tmp_path / "images")
+    assert int(open(f"/proc/{t.pid}/loginuid").read()) == int(t.info["loginuid"])
+    t.check()

@@ -191,12 +191,12 @@ class OwnCreds:
     def _check_label(self, tid, what, label):
         if what == "lsm_profile" and label == self.label:
             return  # the stub has it already
-        image_lsm = LSM_NAMES.get(self.image_lsm, "an LSM")
+        kind = LSM_NAMES.get(self.image_lsm, "LSM")
         if self.lsm == LSM_NONE or self.lsm != self.image_lsm:
             here = LSM_NAMES.get(self.lsm, "no LSM")
-            raise CredsError(f"core-{tid}.img: thread {tid} ran with the {image_lsm} label "
-                             f"'{label}', and {here} is active here: restore it where "
-                             f"{image_lsm} is active")
+            raise CredsError(f"core-{tid}.img: thread {tid} ran with the {kind} label "
+                             f"'{label}', and {here} is active here to give it back: restore "
+                             f"it where {kind} is active with that label loaded")
 
 
 # ---- restore ---------------------------------------------------------------

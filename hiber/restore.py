@@ -108,8 +108,6 @@ class Plan:
                                    "listed before it")
             parent.children.append(p)
         self._check_sessions()
-        # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
-        self.task_state = taskstate.TaskStatePlan(images, inventory, self.live)
         if check_files:
             self._check_files()
 
@@ -691,6 +689,8 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
     if pidfile and os.path.exists(pidfile):
         raise UsageError(f"--pidfile {pidfile} exists already; hiber will not overwrite it")
     plan = Plan(images, allow_uprobes, shell_job)
+    # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
+    task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
     runtime = vdso.runtime_layout()
     # CRIU's fault injection 127 (FI_VDSO_TRAMPOLINES) forces the proxy
     force_proxy = force_proxy or os.environ.get("CRIU_FAULT") == "127"
@@ -711,7 +711,7 @@ def restore(images_dir, detach=True, pidfile=None, shell_job=False, allow_uprobe
                     take_over(p)
                     pages += rebuild(plan, p, bar.update, fault)
             for p in plan.live:
-                plan.task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
+                task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
             for p in plan.live:
                 release(p)
         except BaseException:

@@ -297,3 +297,25 @@ def test_loginuid_comes_back(start_target, tmp_path):
     checkpoint_restore(t, tmp_path / "images")
     assert int(open(f"/proc/{t.pid}/loginuid").read()) == int(t.info["loginuid"])
     t.check()
+
+
+def test_seccomp_of_old_criu_images(start_target, tmp_path):
+    """Images of CRIUs before 3.x keep seccomp in the process's core
+    (task_core fields 11, 12): the filters come back, with TSYNC."""
+    t = start_target("seccomp", "tsync")
+    images = tmp_path / "images"
+    dump(t, images)
+
+    def old_style(entry):
+        th = entry.thread_core
+        entry.tc.old_seccomp_mode, entry.tc.old_seccomp_filter = th.seccomp_mode, th.seccomp_filter
+        th.ClearField("seccomp_mode")
+        th.ClearField("seccomp_filter")
+    edit_core(images, t.pid, old_style)
+    d = ImageDir(images)
+    entry = d.read_one("SECCOMP")
+    for f in entry.seccomp_filters:
+        f.flags &= ~1  # old CRIUs wrote no TSYNC flag
+    d.write("SECCOMP", None, [entry])
+    restore(images)
+    t.check()

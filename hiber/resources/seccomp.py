@@ -117,9 +117,23 @@ def read_filters(images):
     return list(entries[0].seccomp_filters) if entries else []
 
 
-def chain_for(tid, thread_core, filters):
+def chain_for(tid, thread_core, filters, task_core=None):
     """(mode, [(program, flags)] oldest first) of a thread core; refuses
-    what cannot be installed as dumped."""
+    what cannot be installed as dumped. ``task_core``: the leader's, whose
+    old process-wide fields (11, 12) images of old CRIUs use instead; their
+    filters are then installed with TSYNC, as CRIU does for them."""
+    th, tsync = thread_core, 0
+    if task_core is not None and task_core.HasField("old_seccomp_mode") and \
+            not th.HasField("seccomp_mode"):
+        th = C["thread_core_entry"](futex_rla=0, futex_rla_len=0,
+                                    seccomp_mode=task_core.old_seccomp_mode,
+                                    seccomp_filter=task_core.old_seccomp_filter)
+        tsync = FLAG_TSYNC
+    mode, chain = _chain_for(tid, th, filters)
+    return mode, [(program, flags | tsync) for program, flags in chain]
+
+
+def _chain_for(tid, thread_core, filters):
     mode = thread_core.seccomp_mode if thread_core.HasField("seccomp_mode") else MODE_DISABLED
     if mode not in (MODE_DISABLED, MODE_STRICT, MODE_FILTER):
         raise SeccompError(f"core-{tid}.img: unknown seccomp mode {mode} of thread {tid}")

@@ -107,7 +107,8 @@ class TaskStatePlan:
                 core.check_xstate(tid, entry, enabled)
                 if th.HasField("creds"):
                     own.check_thread(tid, th.creds)
-                self.chains[tid] = seccomp.chain_for(tid, th, self.filters)
+                self.chains[tid] = seccomp.chain_for(tid, th, self.filters,
+                                                     entry.tc if tid == p.pid else None)
                 sched.check_thread(tid, th, online)
 
     def _room_needed(self, cores):

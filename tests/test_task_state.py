@@ -319,3 +319,11 @@ def test_seccomp_of_old_criu_images(start_target, tmp_path):
     d.write("SECCOMP", None, [entry])
     restore(images)
     t.check()
+
+
+def test_membarrier_registration_comes_back(start_target, tmp_path):
+    t = start_target("membarrier")
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    assert ImageDir(images).read_one("CORE", t.pid).tc.membarrier_registration_mask == 1 << 4
+    t.check()

@@ -34,6 +34,11 @@ PR_GET_CHILD_SUBREAPER = 37
 PR_GET_TID_ADDRESS = 40
 PR_GET_THP_DISABLE = 42
 MAX_XSTATE = 1 << 14
+# membarrier(2): MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3+); before it, a
+# barrier command fails with EPERM unless the process registered for it, and
+# each REGISTER_* command is its barrier command shifted left by one
+MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9
+MEMBARRIER_BARRIERS = (1 << 3, 1 << 5, 1 << 7)  # PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ
 
 
 def gpregs_after_restart_fixup(regs):
@@ -322,7 +327,19 @@ def task_core(pid, frozen, remote, scratch):
     mlockall = mlock.mlockall_flags(pid, remote)
     if mlockall:
         tc.mlockall = mlockall
+    registrations = membarrier_registrations(remote)
+    if registrations:
+        tc.membarrier_registration_mask = registrations
     return tc
+
+
+def membarrier_registrations(remote):
+    """The membarrier() commands the process registered for (mm-wide)."""
+    got = remote.syscall_raw("membarrier", MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0)
+    if got >= 0:
+        return got
+    return sum(command << 1 for command in MEMBARRIER_BARRIERS
+               if remote.syscall_raw("membarrier", command, 0, 0) == 0)
 
 
 # ---- restore half: put task state back through injected syscalls ----------
@@ -435,6 +452,9 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     if tc.HasField("oom_score_adj"):
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(tc.oom_score_adj))
+    for bit in range(32):
+        if tc.membarrier_registration_mask >> bit & 1:
+            remote.syscall("membarrier", 1 << bit, 0, 0)
     mlock.restore_mlockall(remote, tc)  # last: no mapping of the restore's may follow
 
 

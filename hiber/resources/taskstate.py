@@ -60,28 +60,35 @@ class BorrowedMemory:
     def __init__(self, pid, sp, size):
         self.pid = pid
         self.size = size
-        self.address = self._room(sp)
+        self.sp = sp
+        self.address = None
         self._saved = None
 
-    def _room(self, sp):
-        top = (sp - RED_ZONE) & ~0xf
+    def _candidates(self):
+        top = (self.sp - RED_ZONE) & ~0xf
         writable = [m for m in proc.maps(self.pid)
                     if m.perms[1] == "w" and m.perms[3] == "p" and not m.path.startswith("[v")]
         for m in writable:
             if m.start <= top - self.size and top <= m.end:
-                return top - self.size
-        anonymous = [m for m in writable if m.inode == 0 and m.end - m.start >= self.size]
-        if not anonymous:
-            raise HiberError(f"PID {self.pid}: no {self.size} bytes of writable memory to pass "
-                             "its credentials and seccomp filters through")
-        m = max(anonymous, key=lambda m: m.end - m.start)
-        return (m.end - self.size) & ~0xf
+                yield top - self.size
+        roomy = sorted((m for m in writable if m.inode == 0 and m.end - m.start >= self.size),
+                       key=lambda m: m.start - m.end)
+        for m in roomy:  # anonymous memory, the largest first
+            yield (m.end - self.size) & ~0xf
 
     def __enter__(self):
         with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
-            mem.seek(self.address)
-            self._saved = mem.read(self.size)
-        return self.address
+            for address in self._candidates():
+                try:
+                    mem.seek(address)
+                    self._saved = mem.read(self.size)
+                except OSError:
+                    continue  # a guard region, say: the next candidate
+                if len(self._saved) == self.size:
+                    self.address = address
+                    return address
+        raise HiberError(f"PID {self.pid}: no {self.size} bytes of writable memory to pass "
+                         "its credentials and seccomp filters through")
 
     def __exit__(self, *exc):
         with open(f"/proc/{self.pid}/mem", "r+b", buffering=0) as mem:

@@ -16,6 +16,7 @@ any thread exists: SELinux refuses to relabel a multi-threaded process, and
 /proc/PID/loginuid may only be written by the task itself, and is inherited.
 """
 
+import os
 import struct
 
 from ..errors import HiberError
@@ -115,8 +116,12 @@ def dump_thread(pid, tid, remote):
 
 
 def _attr(pid, tid, name):
+    """An LSM attribute of /proc, "" where the LSM or the file is missing
+    (reading attr/current without an LSM that has it gives EINVAL)."""
+    path = f"/proc/{pid}/task/{tid}/attr/{name}" if tid else f"/proc/{pid}/attr/{name}"
     try:
-        return proc.read_text(pid, f"attr/{name}", tid).rstrip("\0\n")
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace").rstrip("\0\n")
     except OSError:
         return ""
 
@@ -142,9 +147,14 @@ def _dump_lsm(pid, tid, creds):
 
 
 def loginuid_of(pid):
-    """/proc/PID/loginuid, or None without audit."""
-    value = proc.read_int(pid, "loginuid", default=-1)
-    return value if value >= 0 else None
+    """/proc/PID/loginuid, or None without audit (CONFIG_AUDIT off: no file)."""
+    try:
+        with open(f"/proc/{pid}/loginuid") as f:
+            return int(f.read().split()[0])
+    except FileNotFoundError:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise proc.NoSuchProcess(pid) from None
+        return None
 
 
 # ---- checks before anything is created --------------------------------------

@@ -15,6 +15,7 @@ thread the same filter objects again, and an application that later
 installs a filter with TSYNC itself still can.
 """
 
+import errno
 import struct
 
 from ..errors import HiberError
@@ -43,15 +44,24 @@ class SeccompError(HiberError):
 
 # ---- dump ------------------------------------------------------------------
 
-def _chain_of(tid):
+def _chain_of(pid, tid):
     """[(program, flags)] of a stopped thread, oldest filter first."""
     chain = []
     while True:
         try:
             program = pt.seccomp_filter(tid, len(chain))
-        except OSError:
-            return chain
-        chain.append((program, pt.seccomp_filter_flags(tid, len(chain))))
+        except OSError as e:
+            if e.errno == errno.ENOENT:  # past the newest filter
+                return chain
+            raise SeccompError(f"TID {tid} of PID {pid}: cannot read its seccomp filter "
+                               f"#{len(chain)}: {e.strerror} (hiber needs CAP_SYS_ADMIN)") from None
+        try:
+            flags = pt.seccomp_filter_flags(tid, len(chain))
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            flags = 0  # a kernel without PTRACE_SECCOMP_GET_METADATA (before 4.16)
+        chain.append((program, flags))
 
 
 def _notifies_user_space(program):
@@ -76,7 +86,8 @@ class SeccompFilters:
         """Set seccomp_mode/seccomp_filter of every thread core of pid
         (``cores``: tid -> core_entry, threads stopped)."""
         modes = {tid: int(proc.status(pid, tid).get("Seccomp", "0")) for tid in cores}
-        chains = {tid: _chain_of(tid) if mode == MODE_FILTER else [] for tid, mode in modes.items()}
+        chains = {tid: _chain_of(pid, tid) if mode == MODE_FILTER else []
+                  for tid, mode in modes.items()}
         for tid, chain in chains.items():
             if any(_notifies_user_space(program) for program, _ in chain):
                 raise SeccompError(f"TID {tid} of PID {pid} has a seccomp filter that notifies a "

@@ -327,3 +327,10 @@ def test_membarrier_registration_comes_back(start_target, tmp_path):
     checkpoint_restore(t, images)
     assert ImageDir(images).read_one("CORE", t.pid).tc.membarrier_registration_mask == 1 << 4
     t.check()
+
+
+def test_thread_without_credentials_is_refused(start_target, tmp_path):
+    t, images = _dumped_simple(start_target, tmp_path)
+    edit_core(images, t.pid, lambda e: e.thread_core.ClearField("creds"))
+    refused(images, f"core-{t.pid}.img", "no credentials")
+    assert not proc.exists(t.pid)

@@ -112,8 +112,11 @@ class TaskStatePlan:
             for tid, entry in _cores(p).items():
                 th = entry.thread_core
                 core.check_xstate(tid, entry, enabled)
-                if th.HasField("creds"):
-                    own.check_thread(tid, th.creds)
+                if not th.HasField("creds"):
+                    raise HiberError(f"core-{tid}.img: thread {tid} has no credentials (images "
+                                     "of old CRIUs keep them in creds-PID.img, which hiber "
+                                     "does not read): it would run as root")
+                own.check_thread(tid, th.creds)
                 self.chains[tid] = seccomp.chain_for(tid, th, self.filters,
                                                      entry.tc if tid == p.pid else None)
                 sched.check_thread(tid, th, online)
@@ -150,8 +153,7 @@ class TaskStatePlan:
                     seccomp.enter_strict_mode(remotes[tid], tid)
         for tid in tids:  # the RemoteTasks have given back each thread's CPUs
             sched.restore_thread(tid, cores[tid].thread_core)
-            if cores[tid].thread_core.HasField("creds"):
-                creds.verify_thread(p.pid, tid, cores[tid].thread_core.creds)
+            creds.verify_thread(p.pid, tid, cores[tid].thread_core.creds)
         log.info("PID %d: credentials, seccomp and scheduling of %d thread(s) restored",
                  p.pid, len(tids))
 
@@ -160,13 +162,12 @@ class TaskStatePlan:
         late = {}
         for tid in tids:
             th = cores[tid].thread_core
-            if th.HasField("creds"):
-                installs_filters = bool(self.chains[tid][1])
-                defer = installs_filters and creds.filters_need_late_capset(th.creds)
-                final = creds.restore_thread(remotes[tid], address, p.pid, tid, th.creds,
-                                             last_capset=not defer)
-                if final:
-                    late[tid] = final
+            installs_filters = bool(self.chains[tid][1])
+            defer = installs_filters and creds.filters_need_late_capset(th.creds)
+            final = creds.restore_thread(remotes[tid], address, p.pid, tid, th.creds,
+                                         last_capset=not defer)
+            if final:
+                late[tid] = final
             if th.pdeath_sig:
                 remotes[tid].syscall("prctl", PR_SET_PDEATHSIG, th.pdeath_sig)
         leader = remotes[p.pid]

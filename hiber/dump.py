@@ -23,7 +23,8 @@ from .inject.remote import RemoteTask, find_gadgets
 from .kernel import proc
 from .options import build_options
 from .progress import progress_bar
-from .resources import core, files, fs, locks, namespaces, pages, task, vmas
+from .resources import core, files, fs, locks, namespaces, pages, task, taskstate, vmas
+from .resources.seccomp import SeccompFilters
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def dump(pid, images_dir, *, options=None, **given):
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
     file_table = files.FileTable(options.shell_job)
     ids = task.IdAllocator()
-    seccomp = task.SeccompFilters()
+    seccomp = SeccompFilters()
     try:
         fault_point(options, "frozen")
         check_tree(tree, options.allow_uprobes)
@@ -173,10 +174,12 @@ def collect_process(tree, frozen, file_table, ids, seccomp, options):
         fault_point(options, "inject")
         for tid in frozen.threads:
             if tid == pid:
-                out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, seccomp, tc)
+                out.cores[tid] = _thread_core_entry(pid, tid, leader, scratch, tc)
             else:
                 with RemoteTask(pid, tid, gadget) as thread:
-                    out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch, seccomp)
+                    out.cores[tid] = _thread_core_entry(pid, tid, thread, scratch)
+    # seccomp filters and CPU affinity: all threads stopped, none pinned by a RemoteTask
+    taskstate.dump_threads(pid, out.cores, seccomp)
 
     # 2. memory layout and files, read from outside (the scratch page is gone)
     fault_point(options, "memory")
@@ -190,16 +193,12 @@ def collect_process(tree, frozen, file_table, ids, seccomp, options):
     return out
 
 
-def _thread_core_entry(pid, tid, remote, scratch, seccomp, tc=None):
+def _thread_core_entry(pid, tid, remote, scratch, tc=None):
     entry = classes["core_entry"](mtype=1)
     entry.thread_info.CopyFrom(core.thread_info(tid, remote, scratch))
     if tc is not None:
         entry.tc.CopyFrom(tc)
-    thread = core.thread_core(pid, tid, remote, tc is not None, scratch)
-    index = seccomp.thread_filter(tid)
-    if index is not None:
-        thread.seccomp_filter = index
-    entry.thread_core.CopyFrom(thread)
+    entry.thread_core.CopyFrom(core.thread_core(pid, tid, remote, tc is not None, scratch))
     return entry
 
 

@@ -10,6 +10,13 @@ from .schema import Schema, optional, repeated, required
 schema = Schema("hiber_criu.proto")
 S = schema
 
+# State that CRIU 4.2's messages have no field for (CPU affinity, mlockall,
+# lock-on-fault and sealed VMAs) is kept in fields of hiber's own, numbered
+# from here: far above CRIU's numbers, so that no field CRIU adds can take
+# them. CRIU and crit read such images all the same: protobuf skips fields
+# it does not know.
+HIBER_FIELDS = 1000
+
 # ---- enums -------------------------------------------------------------
 
 S.enum("lsmtype", NO_LSM=0, SELINUX=1, APPARMOR=2)
@@ -230,7 +237,9 @@ S.message("task_core_entry",
           optional(18, "child_subreaper", "bool"),
           optional(20, "blk_sigset_extended", "uint64", hex=True),
           optional(21, "stop_signo", "uint32"),
-          optional(22, "membarrier_registration_mask", "uint32"))
+          optional(22, "membarrier_registration_mask", "uint32"),
+          # hiber's own (see HIBER_FIELDS): mlockall() flags MCL_FUTURE|MCL_ONFAULT
+          optional(HIBER_FIELDS, "mlockall", "uint32", hex=True))
 
 S.message("thread_core_entry",
           required(1, "futex_rla", "uint64"),
@@ -248,7 +257,10 @@ S.message("thread_core_entry",
           optional(13, "comm", "string"),
           optional(14, "blk_sigset_extended", "uint64"),
           optional(15, "rseq_entry", "rseq_entry"),
-          optional(16, "cg_set", "uint32"))
+          optional(16, "cg_set", "uint32"),
+          # hiber's own (see HIBER_FIELDS): the CPUs the thread may run on,
+          # written only when that is not every CPU online at dump time
+          repeated(HIBER_FIELDS, "cpu_affinity", "uint32"))
 
 S.message("core_entry",
           required(1, "mtype", "march"),
@@ -269,7 +281,10 @@ S.message("vma_entry",
           required(7, "status", "uint32", flags="mmap.status"),
           required(8, "fd", "sint64"),
           optional(9, "madv", "uint64", hex=True),
-          optional(10, "fdflags", "uint32", hex=True))
+          optional(10, "fdflags", "uint32", hex=True),
+          # hiber's own (see HIBER_FIELDS): lock-on-fault (mlock2 MLOCK_ONFAULT), mseal()
+          optional(HIBER_FIELDS, "lock_onfault", "bool"),
+          optional(HIBER_FIELDS + 1, "sealed", "bool"))
 
 S.message("aio_ring_entry",
           required(1, "id", "uint64"),

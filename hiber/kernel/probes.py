@@ -152,6 +152,16 @@ def _timens(child):
     return "time namespaces exist"
 
 
+def _loginuid(child):
+    # a task may write only its own loginuid: opening ours for writing
+    # shows the file is there and writable, without changing it
+    try:
+        os.close(os.open("/proc/self/loginuid", os.O_WRONLY))
+    except FileNotFoundError:
+        raise ProbeFailed("no audit loginuid (CONFIG_AUDIT is off)") from None
+    return "audit loginuid can be restored"
+
+
 def _uprobes(child):
     if not os.path.exists("/sys/bus/event_source/devices/uprobe/type"):
         raise ProbeFailed("no uprobe PMU")
@@ -196,6 +206,7 @@ PROBES = [
     Probe("timer_restore_ids", "POSIX timers come back only if their ids are 0, 1, 2...",
           _timer_ids),
     Probe("kcmp", "shared fds/memory between processes are not recognised", _kcmp),
+    Probe("loginuid", "the audit loginuid of restored processes is hiber's", _loginuid),
     Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
     Probe("timens", "time namespaces are not available", _timens),

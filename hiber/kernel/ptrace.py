@@ -201,7 +201,8 @@ def get_thread_area(tid, entry):
 
 
 def seccomp_filter(tid, index):
-    """Raw sock_filter program of a task's filter number ``index`` (0 = newest)."""
+    """Raw sock_filter program of a task's filter number ``index``: 0 is the
+    oldest, the first installed (kernel get_nth_filter(); ptrace(2) says otherwise)."""
     count = ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, 0)
     buf = ctypes.create_string_buffer(count * 8)
     ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, ctypes.addressof(buf))

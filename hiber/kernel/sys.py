@@ -31,6 +31,7 @@ NR = {
     "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "memfd_create": 319,
     "userfaultfd": 323, "rseq": 334, "pidfd_send_signal": 424, "pidfd_open": 434,
     "clone3": 435, "close_range": 436, "pidfd_getfd": 438, "map_shadow_stack": 453,
+    "mlockall": 151, "seccomp": 317, "membarrier": 324, "mlock2": 325, "mseal": 462,
 }
 
 

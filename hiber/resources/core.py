@@ -8,14 +8,14 @@ comes from syscalls injected into it.
 
 import ctypes
 import logging
-import os
 import struct
 
 from ..errors import HiberError
 from ..images.messages import classes
 from ..kernel import cpu, proc
 from ..kernel import ptrace as pt
-from ..kernel.sys import get_robust_list, sched_getparam, sched_getscheduler
+from ..kernel.sys import get_robust_list, syscall
+from . import creds, mlock, sched
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,15 @@ RLIMIT_COUNT = 16
 # prctl options
 PR_GET_PDEATHSIG = 2
 PR_GET_DUMPABLE = 3
-PR_GET_SECUREBITS = 27
 PR_GET_CHILD_SUBREAPER = 37
 PR_GET_TID_ADDRESS = 40
 PR_GET_THP_DISABLE = 42
 MAX_XSTATE = 1 << 14
+# membarrier(2): MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3+); before it, a
+# barrier command fails with EPERM unless the process registered for it, and
+# each REGISTER_* command is its barrier command shifted left by one
+MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9
+MEMBARRIER_BARRIERS = (1 << 3, 1 << 5, 1 << 7)  # PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ
 
 
 def gpregs_after_restart_fixup(regs):
@@ -71,6 +75,74 @@ XSAVE_ARRAYS = [(cpu.XFEATURE_YMM, "ymmh_space", 64, "I"),
                 (cpu.XFEATURE_ZMM_HI256, "zmm_upper", 64, "Q"),
                 (cpu.XFEATURE_HI16_ZMM, "hi16_zmm", 128, "Q"),
                 (cpu.XFEATURE_PKRU, "pkru", 2, "I")]
+
+
+# XSAVE components CRIU's user_x86_xsave_entry can hold: x87, SSE and the
+# arrays above (CET is written apart, from the shadow stack status)
+CARRIED_XFEATURES = {0, 1} | {feature for feature, _, _, _ in XSAVE_ARRAYS}
+XFEATURE_NAMES = {0: "x87", 1: "SSE", 2: "AVX", 3: "MPX", 4: "MPX", 5: "AVX-512",
+                  6: "AVX-512", 7: "AVX-512", 9: "protection keys (PKRU)", 11: "CET",
+                  17: "AMX", 18: "AMX", 19: "APX"}
+ARCH_GET_XCOMP_SUPP = 0x1021
+
+
+class RegisterStateError(HiberError):
+    pass
+
+
+def _xfeature_names(bits):
+    names = []
+    for bit in sorted(bits):
+        name = XFEATURE_NAMES.get(bit, f"xstate component {bit}")
+        if name not in names:
+            names.append(name)
+    return "/".join(names)
+
+
+def _components(mask):
+    return {bit for bit in range(64) if mask >> bit & 1}
+
+
+def check_dumpable_xstate(pid, tid, xstate):
+    """Refuse register state the image format cannot hold (AMX tiles, APX,
+    a CET shadow stack) rather than drop it."""
+    if len(xstate) > cpu.XSAVE_HEADER_OFFSET:
+        in_use = _components(struct.unpack_from("<Q", xstate, cpu.XSAVE_HEADER_OFFSET)[0])
+        lost = in_use - CARRIED_XFEATURES
+        if lost:
+            raise RegisterStateError(
+                f"TID {tid} of PID {pid} has {_xfeature_names(lost)} register state in use "
+                f"(xstate components {sorted(lost)}), which CRIU's image format cannot hold")
+    features = proc.status(pid, tid).get("x86_Thread_features", "")
+    if "shstk" in features.split():
+        raise RegisterStateError(f"TID {tid} of PID {pid} runs with a CET shadow stack, which "
+                                 "hiber cannot restore yet")
+
+
+def enabled_xfeatures():
+    """XSAVE components this kernel enables for user space on this CPU
+    (arch_prctl ARCH_GET_XCOMP_SUPP, Linux 5.16+; before it, CPUID's)."""
+    value = ctypes.c_uint64()
+    try:
+        syscall("arch_prctl", ARCH_GET_XCOMP_SUPP, ctypes.byref(value))
+        return _components(value.value)
+    except OSError:
+        return {0, 1} | set(cpu.xstate_layout())
+
+
+def check_xstate(tid, core_entry, enabled):
+    """Refuse, before anything is created, a thread whose registers use
+    XSAVE components this machine lacks: its state could not be loaded, and
+    code that used them would die of SIGILL."""
+    fp = core_entry.thread_info.fpregs
+    if not fp.HasField("xsave"):
+        return
+    missing = _components(fp.xsave.xstate_bv) - enabled
+    if missing:
+        raise RegisterStateError(
+            f"core-{tid}.img: thread {tid} was using {_xfeature_names(missing)} registers "
+            f"(xstate components {sorted(missing)}), which this CPU does not have: restore "
+            f"it on a machine with {_xfeature_names(missing)}")
 
 
 def fpregs_from_xstate(xstate):
@@ -116,27 +188,6 @@ def tls_entries(tid):
     return out
 
 
-def _cap_words(hex_text):
-    value = int(hex_text, 16)
-    return [value & 0xffffffff, value >> 32]
-
-
-def creds_of(pid, tid, remote):
-    s = proc.status(pid, tid)
-    uid, euid, suid, fsuid = (int(x) for x in s["Uid"].split())
-    gid, egid, sgid, fsgid = (int(x) for x in s["Gid"].split())
-    creds = C["creds_entry"](
-        uid=uid, gid=gid, euid=euid, egid=egid, suid=suid, sgid=sgid, fsuid=fsuid,
-        fsgid=fsgid, cap_inh=_cap_words(s["CapInh"]), cap_prm=_cap_words(s["CapPrm"]),
-        cap_eff=_cap_words(s["CapEff"]), cap_bnd=_cap_words(s["CapBnd"]),
-        secbits=remote.syscall("prctl", PR_GET_SECUREBITS),
-        groups=[int(g) for g in s.get("Groups", "").split()],
-        cap_amb=_cap_words(s.get("CapAmb", "0")))
-    if int(s.get("NoNewPrivs", "0")):
-        creds.no_new_privs = 1
-    return creds
-
-
 def _queue(siginfos):
     q = C["signal_queue_entry"]()
     for raw in siginfos:
@@ -147,12 +198,8 @@ def _queue(siginfos):
 def thread_core(pid, tid, remote, is_leader, scratch):
     """thread_core_entry of one thread; ``remote`` runs inside that thread."""
     head, length = get_robust_list(tid)
-    s = proc.stat(pid, tid)
-    tc = C["thread_core_entry"](futex_rla=head, futex_rla_len=length, sched_nice=s.nice)
-    policy = sched_getscheduler(tid)
-    tc.sched_policy = policy & 0xff
-    if policy in (1, 2):  # SCHED_FIFO, SCHED_RR
-        tc.sched_prio = sched_getparam(tid)
+    tc = C["thread_core_entry"](futex_rla=head, futex_rla_len=length)
+    sched.dump_thread(pid, tid, tc)
     if not is_leader:
         tc.blk_sigset = remote.saved_sigmask
     # sigaltstack(NULL, &old): stack_t is {void *sp; int flags; size_t size}
@@ -164,10 +211,7 @@ def thread_core(pid, tid, remote, is_leader, scratch):
     if pdeath:
         tc.pdeath_sig = pdeath
     tc.signals_p.CopyFrom(_queue(pt.peek_siginfos(tid, shared=False)))
-    tc.creds.CopyFrom(creds_of(pid, tid, remote))
-    seccomp_mode = int(proc.status(pid, tid).get("Seccomp", "0"))
-    if seccomp_mode:
-        tc.seccomp_mode = seccomp_mode
+    tc.creds.CopyFrom(creds.dump_thread(pid, tid, remote))
     tc.comm = proc.read_text(pid, "comm", tid).rstrip("\n")
     try:
         rseq = pt.get_rseq_configuration(tid)
@@ -186,6 +230,7 @@ def thread_info(tid, remote, scratch):
     remote.syscall("prctl", PR_GET_TID_ADDRESS, scratch)
     clear_tid = struct.unpack("<Q", remote.read(scratch, 8))[0]
     xstate = pt.get_regset(tid, pt.NT_X86_XSTATE, MAX_XSTATE)
+    check_dumpable_xstate(remote.pid, tid, xstate)
     return C["thread_info_x86"](clear_tid_addr=clear_tid,
                                 gpregs=gpregs_after_restart_fixup(regs),
                                 fpregs=fpregs_from_xstate(xstate), tls=tls_entries(tid))
@@ -270,8 +315,8 @@ def task_core(pid, frozen, remote, scratch):
         # not the process's (a SIGCONT of its own would have resumed it)
         shared = [s for s in shared if struct.unpack_from("<i", s)[0] != SIGCONT]
     tc.signals_s.CopyFrom(_queue(shared))
-    loginuid = proc.read_int(pid, "loginuid", default=-1)
-    if loginuid >= 0:
+    loginuid = creds.loginuid_of(pid)
+    if loginuid is not None:
         tc.loginuid = loginuid
     tc.oom_score_adj = proc.read_int(pid, "oom_score_adj", default=0)
     tc.sigactions.extend(sigactions(remote, scratch))
@@ -279,20 +324,31 @@ def task_core(pid, frozen, remote, scratch):
     tc.child_subreaper = bool(struct.unpack("<i", remote.read(scratch, 4))[0])
     if frozen.stopped:
         tc.stop_signo = frozen.stop_signal or SIGSTOP
+    mlockall = mlock.mlockall_flags(pid, remote)
+    if mlockall:
+        tc.mlockall = mlockall
+    registrations = membarrier_registrations(remote)
+    if registrations:
+        tc.membarrier_registration_mask = registrations
     return tc
+
+
+def membarrier_registrations(remote):
+    """The membarrier() commands the process registered for (mm-wide)."""
+    got = remote.syscall_raw("membarrier", MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0)
+    if got >= 0:
+        return got
+    return sum(command << 1 for command in MEMBARRIER_BARRIERS
+               if remote.syscall_raw("membarrier", command, 0, 0) == 0)
 
 
 # ---- restore half: put task state back through injected syscalls ----------
 
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
-PR_SET_SECUREBITS = 28
 PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PR_TIMER_CREATE_RESTORE_IDS = 77
 SS_DISABLE = 2
@@ -392,8 +448,12 @@ def queue_signals(remote, scratch, pid, tid, queue, shared):
 
 
 def restore_task(remote, scratch, pid, core, mm, exe_fd):
-    """Per-process state, in an order that keeps each step possible."""
+    """Per-process state, in an order that keeps each step possible; the
+    loginuid and SELinux label before any thread exists (they are inherited,
+    and SELinux relabels only a single-threaded process)."""
     tc = core.tc
+    creds.restore_loginuid(remote, scratch, pid, tc)
+    creds.restore_selinux_label(remote, scratch, pid, core.thread_core.creds)
     restore_mm(remote, scratch, mm, exe_fd)
     if tc.personality:
         remote.syscall("personality", tc.personality)
@@ -406,6 +466,10 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     if tc.HasField("oom_score_adj"):
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(tc.oom_score_adj))
+    for bit in range(32):
+        if tc.membarrier_registration_mask >> bit & 1:
+            remote.syscall("membarrier", 1 << bit, 0, 0)
+    mlock.restore_mlockall(remote, tc)  # last: no mapping of the restore's may follow
 
 
 def restore_thread(remote, scratch, pid, tid, core):
@@ -426,8 +490,6 @@ def restore_thread(remote, scratch, pid, tid, core):
     if th.HasField("comm"):
         remote.write(scratch, th.comm.encode()[:15] + b"\0")
         remote.syscall("prctl", PR_SET_NAME, scratch)
-    # always: 0 clears the stub's own SIGKILL on its parent's death
-    remote.syscall("prctl", PR_SET_PDEATHSIG, th.pdeath_sig)
     for tls in core.thread_info.tls:
         if not tls.seg_not_present or tls.base_addr or tls.limit:
             flags = (tls.seg_32bit | tls.contents_l << 1 | tls.contents_h << 2
@@ -436,46 +498,7 @@ def restore_thread(remote, scratch, pid, tid, core):
             desc = pt.user_desc(tls.entry_number, tls.base_addr, tls.limit, flags)
             pt.ptrace(pt.PTRACE_SET_THREAD_AREA, tid, tls.entry_number, ctypes.addressof(desc))
     queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False)
-    if th.HasField("sched_policy") and th.sched_policy in (1, 2):
-        os.sched_setscheduler(tid, th.sched_policy, os.sched_param(th.sched_prio))
-    if th.HasField("sched_nice"):
-        os.setpriority(os.PRIO_PROCESS, tid, th.sched_nice)
-
-
-def _current_creds(pid, tid):
-    s = proc.status(pid, tid)
-    return ([int(x) for x in s["Uid"].split()], [int(x) for x in s["Gid"].split()],
-            sorted(int(g) for g in s.get("Groups", "").split()),
-            [_cap_words(s[k]) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")])
-
-
-def restore_creds(remote, scratch, pid, tid, creds):
-    """Credentials last: after them the task may no longer be allowed the
-    rest. Nothing is done when they are already what the image says."""
-    wanted = ([creds.uid, creds.euid, creds.suid, creds.fsuid],
-              [creds.gid, creds.egid, creds.sgid, creds.fsgid], sorted(creds.groups),
-              [list(creds.cap_inh), list(creds.cap_prm), list(creds.cap_eff),
-               list(creds.cap_bnd), list(creds.cap_amb) or [0, 0]])
-    if wanted == _current_creds(pid, tid):
-        if creds.no_new_privs:
-            remote.syscall("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        return
-    remote.syscall("prctl", PR_SET_KEEPCAPS, 1)
-    remote.write(scratch, struct.pack(f"<{len(creds.groups)}I", *creds.groups))
-    remote.syscall("setgroups", len(creds.groups), scratch)
-    remote.syscall("setresgid", creds.gid, creds.egid, creds.sgid)
-    remote.syscall("setfsgid", creds.fsgid)
-    remote.syscall("setresuid", creds.uid, creds.euid, creds.suid)
-    remote.syscall("setfsuid", creds.fsuid)
-    # capset, version 3: header {version, pid}, then 2 x {effective, permitted, inheritable}
-    header = struct.pack("<Ii", 0x20080522, 0)
-    data = b"".join(struct.pack("<III", creds.cap_eff[i], creds.cap_prm[i], creds.cap_inh[i])
-                    for i in range(2))
-    remote.write(scratch, header + data)
-    remote.syscall("capset", scratch, scratch + len(header))
-    remote.syscall("prctl", PR_SET_SECUREBITS, creds.secbits)
-    if creds.no_new_privs:
-        remote.syscall("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # scheduling, CPUs, credentials and seccomp come last (resources/taskstate.py)
 
 
 def xstate_from_fpregs(current, fp):

@@ -14,7 +14,7 @@ from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE
 from ..kernel import proc
 from ..kernel.sys import IOV_MAX
-from . import uprobes
+from . import mlock, uprobes
 
 # ---- restore half: build the image's address space inside a stub ----------
 
@@ -93,7 +93,7 @@ class MemoryRestore:
     def create_vmas(self):
         for v in self.vmas:
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
-            flags = v.flags | MAP_FIXED
+            flags = mlock.mmap_flags(v) | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
                 fd, offset = self.mapping_fd(v), v.pgoff
             else:
@@ -147,7 +147,7 @@ class MemoryRestore:
         self.pages_restored += sum(r.nr_pages for r, _ in self.code_runs)
 
     def finish(self):
-        """Final protections, madvise flags, guard regions."""
+        """Final protections, madvise flags, guard regions, then locks and seals."""
         for v in self.vmas:
             if v.start in self._filled and not v.prot & V.PROT_WRITE:
                 self.remote.syscall("mprotect", v.start, v.end - v.start, v.prot)
@@ -156,3 +156,4 @@ class MemoryRestore:
                     self.remote.syscall("madvise", v.start, v.end - v.start, advice)
         for g in self.guards:
             self.remote.syscall("madvise", g.start, g.end - g.start, MADV_GUARD_INSTALL)
+        mlock.restore_vmas(self.remote, self.vmas)

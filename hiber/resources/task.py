@@ -1,5 +1,5 @@
 """Process-level images: pstree.img, ids-PID.img, inventory.img,
-seccomp.img, timens-N.img (spec §2.1, §2.2, §2.11, §2.18, §2.19)."""
+timens-N.img (spec §2.1, §2.2, §2.11, §2.19); seccomp.img is seccomp.py's."""
 
 import os
 import time
@@ -7,7 +7,6 @@ import uuid
 
 from ..images.messages import classes
 from ..kernel import proc
-from ..kernel import ptrace as pt
 from ..kernel.sys import KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_VM, kcmp
 
 C = classes
@@ -100,36 +99,6 @@ def inventory(root_ids, allow_uprobes):
     if allow_uprobes:
         inv.allow_uprobes = True
     return inv
-
-
-class SeccompFilters:
-    """seccomp.img: every filter chain, oldest filter first (§2.18)."""
-
-    def __init__(self):
-        self.entry = C["seccomp_entry"]()
-        self._chains = {}  # tuple of programs (newest first) -> index of newest
-
-    def thread_filter(self, tid):
-        """Index of the thread's newest filter in seccomp.img, or None."""
-        programs = []
-        while True:
-            try:
-                programs.append((pt.seccomp_filter(tid, len(programs)),
-                                 pt.seccomp_filter_flags(tid, len(programs))))
-            except OSError:
-                break
-        if not programs:
-            return None
-        key = tuple(programs)
-        if key not in self._chains:
-            previous = None
-            for program, flags in reversed(programs):  # oldest first
-                f = self.entry.seccomp_filters.add(filter=program, flags=flags)
-                if previous is not None:
-                    f.prev = previous
-                previous = len(self.entry.seccomp_filters) - 1
-            self._chains[key] = previous
-        return self._chains[key]
 
 
 def timens_entry():

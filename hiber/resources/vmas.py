@@ -17,7 +17,7 @@ from ..errors import HiberError
 from ..images import vma as V
 from ..images.messages import classes
 from ..kernel import pagescan, proc
-from . import vdso
+from . import mlock, vdso
 from .files.memfd import is_shmem_path
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ class VmaClassifier:
         madv = sum(1 << bit for code, bit in MADV_BITS.items() if code in m.vmflags)
         if madv:
             e.madv = madv
+        mlock.dump_vma(m.vmflags, e)
         extra_flags = sum(bit for code, bit in MAP_FLAG_BITS.items() if code in m.vmflags)
         special = m.path if m.path.startswith("[") and m.inode == 0 else None
 

@@ -21,6 +21,7 @@ from .. import actions
 from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
 from ..images.imagedir import ImageDir
 from ..options import build_options
+from ..resources import taskstate
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
 from .kernel_areas import plan_vdso  # noqa: F401 - what restore would do with each vdso
@@ -52,6 +53,8 @@ def restore(images_dir, *, options=None, **given):
     release.refuse_existing_pidfile(options.pidfile)
     scripts.run(actions.PRE_RESTORE)
     plan = Plan(images, options)                                # 1. read, check
+    # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
+    task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
     kernel_areas.decide(plan, options.force_vdso_proxy)
     log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
              images.path, plan.root.pid)
@@ -62,6 +65,8 @@ def restore(images_dir, *, options=None, **given):
         forking = time.perf_counter() - forking
         try:
             pages = rebuild_tree(plan, options)                 # 3. each process
+            for p in plan.live:
+                task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
             scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
             scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
             release.release_tree(plan)                          # 4. let them run

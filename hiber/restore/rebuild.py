@@ -79,7 +79,6 @@ def rebuild(plan, p, options, progress=None):
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)
-        core.restore_creds(task, scratch, p.pid, p.pid, p.core.thread_core.creds)
     return mem.pages_restored
 
 

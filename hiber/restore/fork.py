@@ -27,6 +27,7 @@ from ..resources.files import memfd
 
 STUB_TIMEOUT = 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+PR_SET_PDEATHSIG = 1
 
 
 class Subreaper:
@@ -109,7 +110,7 @@ def _die_with_parent(parent):
     instant leaves no half-made process: the stubs it has seized die with it
     through PTRACE_O_EXITKILL, the others through this chain of parent-death
     signals. restore_thread puts the image's own parent-death signal back."""
-    ctypes.CDLL(None, use_errno=True).prctl(core.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)  # the parent died before the prctl took effect
 

@@ -76,7 +76,12 @@ int main(void)
 	for (int i = 0; i < 4; i++)
 		pthread_create(&threads[i], NULL, fns[i], NULL);
 	block_check_signal(0);
-	usleep(100000); /* all four are in their syscalls */
+	/* every thread has said who it is (a loaded machine may take a while
+	 * to run them), then a moment for all four to enter their syscalls */
+	for (int i = 0; i < 4; i++)
+		while (!__atomic_load_n(&tids[i], __ATOMIC_SEQ_CST))
+			usleep(1000);
+	usleep(100000);
 	ready("reader=%d sleeper=%d pauser=%d futex=%d", tids[0], tids[1], tids[2], tids[3]);
 	wait_for_check();
 

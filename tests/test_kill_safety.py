@@ -194,7 +194,7 @@ def tally(kind, landed, **extra):
         counts[key] = counts.get(key, 0) + value
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("signo", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_dumps_harm_nothing(targets, tmp_path, signo):
     rng = random.Random(int(signo) * 7919 + os.getpid())
@@ -217,7 +217,7 @@ def test_killed_dumps_harm_nothing(targets, tmp_path, signo):
         w.assert_all_verified(first[name], f"{name} target after its {signo.name} kill points")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT],
                          ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"])
 def test_signal_during_dump_thaws_and_says_so(targets, tmp_path, signo):

@@ -162,6 +162,8 @@ class RemoteTask:
         self._stack_low = None    # lowest stack byte in use by us
         self._scratch = []
         self._pending_signal = 0  # a signal that stopped the thread among our calls
+        self._filters = None      # its seccomp filters (mode 2), or "strict" (mode 1)
+        self._forbidden = set()   # calls we ran that those would not have let through
         self.cloned = []  # TIDs created by clone calls run here (PTRACE_O_TRACECLONE)
 
     # ---- entering and leaving ---------------------------------------------
@@ -187,6 +189,7 @@ class RemoteTask:
             self._gadgets = find_gadgets(self.pid) if self.gadget is None else \
                 Gadgets(self.gadget, *find_sigreturn(self.pid))
             self.gadget = self._gadgets.syscall
+        self._filters = seccomp.judge_of(self.pid, self.tid)
         reason = self._why_not_parked()
         if reason is None:
             reason = self._park()
@@ -294,6 +297,12 @@ class RemoteTask:
             errors.append(str(e))
         # below the red zone: free stack by the ABI, as after a signal handler
         errors += self._give_back_stack()
+        if self._forbidden:
+            log.warning("TID %d: its seccomp filters forbid %s, which hiber ran in it with "
+                        "the filters suspended; a hiber killed in the microseconds of one "
+                        "of those calls leaves it to them (docs/interrupted-dumps.md)",
+                        self.tid, ", ".join(sorted(map(str, self._forbidden))))
+            self._forbidden.clear()
         if errors and exc[0] is None:
             raise InjectionError(f"TID {self.tid}: could not put the thread back as it was: "
                                  + "; ".join(errors))
@@ -311,6 +320,11 @@ class RemoteTask:
         if len(args) > len(ARG_REGS):
             raise ValueError(f"{name}: at most six arguments")
         values = [(args[i] if i < len(args) else 0) & MINUS_ONE for i in range(len(ARG_REGS))]
+        if self._filters is not None:
+            ip = self._gadgets.sigreturn + self._gadgets.sigreturn_size \
+                if self.mode == "parked" else self.gadget + 2
+            if not self._filters(number, values, ip):
+                self._forbidden.add(name)
         while True:
             if self.mode == "parked":
                 result = self._call_parked(name, number, values)

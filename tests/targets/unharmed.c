@@ -22,7 +22,13 @@
  * the same target also serves under a seccomp filter that forbids
  * rt_sigreturn (and so any signal handler).
  *
- * usage: unharmed MIB CHILDREN none|filter|nosigreturn */
+ * Filters, each killing the process on any syscall it does not list:
+ *   filter       lists what the process itself does after it is set up
+ *   sandbox      and also what a dump runs inside it: a hiber killed at any
+ *                instant leaves the process nothing its filter forbids
+ *   nosigreturn  as filter, without rt_sigreturn (so no signal handler)
+ *
+ * usage: unharmed MIB CHILDREN none|filter|sandbox|nosigreturn */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
@@ -243,7 +249,7 @@ static void *worker(void *arg)
 #define ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
 	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 
-static void install_filter(int allow_sigreturn)
+static void install_filter(int allow_sigreturn, int allow_dump)
 {
 	struct sock_filter prog[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -257,6 +263,14 @@ static void install_filter(int allow_sigreturn)
 		/* what the kernel runs to go on with nanosleep() after any stop */
 		ALLOW(SYS_restart_syscall),
 		ALLOW(allow_sigreturn ? SYS_rt_sigreturn : SYS_write),
+		/* what hiber runs in a process it dumps (its log warns of the rest) */
+		ALLOW(allow_dump ? SYS_prctl : SYS_write), ALLOW(allow_dump ? SYS_brk : SYS_write),
+		ALLOW(allow_dump ? SYS_mmap : SYS_write), ALLOW(allow_dump ? SYS_munmap : SYS_write),
+		ALLOW(allow_dump ? SYS_rt_sigaction : SYS_write),
+		ALLOW(allow_dump ? SYS_getitimer : SYS_write),
+		ALLOW(allow_dump ? SYS_timer_gettime : SYS_write),
+		ALLOW(allow_dump ? SYS_timer_getoverrun : SYS_write),
+		ALLOW(allow_dump ? SYS_membarrier : SYS_write),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 	};
 	struct sock_fprog fprog = { sizeof(prog) / sizeof(prog[0]), prog };
@@ -286,7 +300,7 @@ static void run(const char *filter, const char *children)
 	while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < WORKERS - !with_signals)
 		usleep(1000);  /* threads set up (rseq, timers) before any filter */
 	if (strcmp(filter, "none"))
-		install_filter(strcmp(filter, "nosigreturn"));
+		install_filter(strcmp(filter, "nosigreturn"), !strcmp(filter, "sandbox"));
 	/* children say they are ready before the parent does */
 	int n = children ? snprintf(line, sizeof(line), "READY pid=%d status=%p children=%s\n",
 				    getpid(), (void *)&st, children)
@@ -324,7 +338,7 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: unharmed MIB CHILDREN none|filter|nosigreturn\n");
+		fprintf(stderr, "usage: unharmed MIB CHILDREN none|filter|sandbox|nosigreturn\n");
 		return 2;
 	}
 	/* The tests start each target in a session of its own, and with

@@ -22,6 +22,7 @@ from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as
 from ..images.imagedir import ImageDir
 from ..options import build_options
 from ..resources import taskstate
+from ..resources.files import owners
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
 from .kernel_areas import plan_vdso  # noqa: F401 - what restore would do with each vdso
@@ -65,6 +66,7 @@ def restore(images_dir, *, options=None, **given):
         forking = time.perf_counter() - forking
         try:
             pages = rebuild_tree(plan, options)                 # 3. each process
+            owners.restore(plan)  # F_SETOWN: once every PID they name exists
             for p in plan.live:
                 task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
             scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts

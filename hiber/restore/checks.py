@@ -9,6 +9,7 @@ changed size (the kinds table checks each file as its kind requires).
 from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel import proc
+from ..resources.files import owners
 
 UPROBES_MESSAGE = ("Images were dumped with --allow-uprobes: make sure the same uprobes are "
                    "active, then restore with --allow-uprobes")
@@ -64,3 +65,4 @@ def check_files(plan):
                     if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED))
         used.update((p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id))
     plan.files.check(used)
+    owners.check(plan)

@@ -12,7 +12,8 @@ fifo-data.img, memfd.img).
     memfd.py      memfds and shared anonymous memory (both halves)
     dumping.py    FileTable: files.img and fdinfo entries of a dump
     restoring.py  FileImages (read and check), StubFiles (open in the stub)
-    common.py     owners, flags, fd helpers the kinds share
+    owners.py     the owner and signal of an open file (F_SETOWN, F_SETSIG)
+    common.py     flags, fd helpers the kinds share
 """
 
 from .common import UnsupportedFile, high_dup  # noqa: F401

@@ -1,12 +1,11 @@
-"""What every kind of open file shares: open-flag constants, the owner of
-an open file (fown_entry), borrowing a frozen process's fd, and the stub's
-habit of keeping its temporary fds above every fd of the tree."""
+"""What every kind of open file shares: open-flag constants, borrowing a
+frozen process's fd, and the stub's habit of keeping its temporary fds
+above every fd of the tree."""
 
 import fcntl
 import os
 
 from ...errors import HiberError
-from ...images.messages import classes
 from ...kernel.sys import pidfd_getfd, pidfd_open
 
 O_CLOEXEC = 0o2000000
@@ -17,32 +16,10 @@ O_APPEND = 0o2000
 O_STATUS_FLAGS = (os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME
                   | getattr(os, "O_ASYNC", 0o20000))
 F_DUPFD = 0
-F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG = 8, 9, 10, 11
-F_OWNER_PID, F_OWNER_PGRP = 1, 2
 
 
 class UnsupportedFile(HiberError):
     """An fd or file entry of a kind hiber cannot dump or restore (yet)."""
-
-
-def no_owner():
-    """The fown_entry of a file nobody set an owner on (F_SETOWN)."""
-    return classes["fown_entry"](uid=0, euid=0, signum=0, pid_type=0, pid=0)
-
-
-def owner_of(fd):
-    """Owner of an open file (F_SETOWN/F_SETSIG), read through our duplicate."""
-    fown = no_owner()
-    try:
-        signum = fcntl.fcntl(fd, F_GETSIG)
-        owner = fcntl.fcntl(fd, F_GETOWN)  # >0 a pid, <0 a process group
-    except OSError:
-        return fown
-    fown.signum = signum
-    if owner:
-        fown.pid = abs(owner)
-        fown.pid_type = F_OWNER_PGRP if owner < 0 else F_OWNER_PID
-    return fown
 
 
 class borrow_fd:

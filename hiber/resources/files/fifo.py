@@ -7,7 +7,7 @@ import stat as st
 
 from ...images.messages import classes
 from . import regular
-from .common import O_ACCMODE, O_CLOEXEC, UnsupportedFile, high_dup, no_owner, set_status_flags
+from .common import O_ACCMODE, O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
 from .pipe import QueuedData, fill_pipe, read_queued
 from .table import FD_TYPES, Kind
 
@@ -20,7 +20,7 @@ def dump_fd(table, fd):
     if fd.link.endswith(" (deleted)"):
         raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is a deleted FIFO ({fd.link}): "
                               "not supported yet")
-    regf_id = regular.add_entry(table, fd.link, fd.info, fd.flags & ~O_CLOEXEC, 0, no_owner(),
+    regf_id = regular.add_entry(table, fd.link, fd.info, fd.flags & ~O_CLOEXEC, 0, fd.owner(),
                                 size_check=False)
     file_id = table.add(KIND, classes["fifo_entry"](id=0, pipe_id=fd.info.st_ino,
                                                     regf_id=regf_id))

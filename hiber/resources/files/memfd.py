@@ -18,7 +18,8 @@ import os
 
 from ...images.messages import classes
 from ...images.pagemap import PAGE_SIZE, PE_PRESENT
-from .common import O_CLOEXEC, high_dup, no_owner
+from .common import O_CLOEXEC, high_dup
+from .owners import no_owner
 from .table import FD_TYPES, Kind, nothing_to_check
 
 F_ADD_SEALS = 1033

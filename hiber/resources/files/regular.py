@@ -13,7 +13,8 @@ import stat as st
 
 from ...errors import RestoreError
 from ...images.messages import classes
-from .common import O_ACCMODE, O_APPEND, O_CLOEXEC, UnsupportedFile, high_dup, no_owner
+from .common import O_ACCMODE, O_APPEND, O_CLOEXEC, UnsupportedFile, high_dup
+from .owners import no_owner
 from .table import FD_TYPES, Kind
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import os
 
 from ...errors import RestoreError
 from .common import UnsupportedFile
+from . import owners
 from .kinds import KINDS
 from .table import KindStates
 
@@ -82,6 +83,7 @@ class StubFiles(KindStates):
         for e in fdinfo_entries:
             os.dup2(self.opened[e.id], e.fd, inheritable=not e.flags & 1)
         self.close_temporaries()
+        owners.rearm_async(self.files, fdinfo_entries)
 
     def close_temporaries(self):
         for fd in set(self.opened.values()) | self._temporaries:

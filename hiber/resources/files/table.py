@@ -18,7 +18,8 @@ from typing import Callable
 
 from ...images.messages import classes
 from ...kernel import proc
-from .common import UnsupportedFile, borrow_fd, owner_of
+from .common import UnsupportedFile, borrow_fd
+from .owners import owner_of
 
 FileEntry = classes["file_entry"]
 # fd_types of the schema: file_entry.type and fdinfo_entry.type

@@ -2,6 +2,8 @@
 to verify their own state."""
 
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, reap_orphans, run_hiber
+from conftest import REPO, Target, reap_orphans, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.images import vma as V
 from hiber.kernel import proc
@@ -251,3 +253,32 @@ def test_shell_job_gets_hibers_terminal(tmp_path):
             pass
         for fd in (old_master, old_tty, new_master, new_tty):
             os.close(fd)
+
+
+def test_refuses_a_program_rebuilt_to_the_same_size(tmp_path):
+    """The size alone would let a different build of the program through."""
+    source = pathlib.Path(__file__).parent / "targets" / "simple.c"
+    builds = {}
+    for tag in ("1111", "2222"):
+        builds[tag] = tmp_path / f"simple-{tag}"
+        subprocess.run(["gcc", "-O1", "-I", str(source.parent), "-o", str(builds[tag]),
+                        str(source), f"-Wl,--build-id=0x{tag * 8}"], check=True,
+                       capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert builds["1111"].stat().st_size == builds["2222"].stat().st_size
+    program = tmp_path / "simple"
+    shutil.copy(builds["1111"], program)
+    t = Target(program, (), tmp_path)
+    try:
+        t.wait_ready()
+        images = tmp_path / "images"
+        dump(t, images)
+        program.unlink()  # a text file busy until the process is gone
+        shutil.copy(builds["2222"], program)
+        refused(images, "simple is not the ELF file of the dump (its build-id differs)")
+        assert not proc.exists(t.pid)
+        program.unlink()
+        shutil.copy(builds["1111"], program)
+        restore(images)
+        t.check()
+    finally:
+        t.stop()

@@ -118,6 +118,10 @@ def check_file(reg):
     if reg.HasField("size") and info.st_size != reg.size:
         raise RestoreError(f"{reg.name} changed size since the dump ({reg.size} bytes then, "
                            f"{info.st_size} now): restoring would corrupt the process")
+    if reg.build_id and st.S_ISREG(info.st_mode) and build_id_words(reg.name) != list(reg.build_id):
+        # the same size is no proof of the same program (CRIU's build-id check)
+        raise RestoreError(f"{reg.name} is not the ELF file of the dump (its build-id differs): "
+                           "the process would run code it never had")
 
 
 def open_entry(stub, entry):

@@ -282,9 +282,11 @@ S.message("vma_entry",
           required(8, "fd", "sint64"),
           optional(9, "madv", "uint64", hex=True),
           optional(10, "fdflags", "uint32", hex=True),
-          # hiber's own (see HIBER_FIELDS): lock-on-fault (mlock2 MLOCK_ONFAULT), mseal()
+          # hiber's own (see HIBER_FIELDS): lock-on-fault (mlock2 MLOCK_ONFAULT), mseal(),
+          # the name of an anonymous mapping (prctl PR_SET_VMA_ANON_NAME)
           optional(HIBER_FIELDS, "lock_onfault", "bool"),
-          optional(HIBER_FIELDS + 1, "sealed", "bool"))
+          optional(HIBER_FIELDS + 1, "sealed", "bool"),
+          optional(HIBER_FIELDS + 2, "anon_name", "string"))
 
 S.message("aio_ring_entry",
           required(1, "id", "uint64"),

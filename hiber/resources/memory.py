@@ -14,7 +14,7 @@ from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE
 from ..kernel import proc
 from ..kernel.sys import IOV_MAX
-from . import mlock, uprobes
+from . import mlock, uprobes, vmanames
 
 # ---- restore half: build the image's address space inside a stub ----------
 
@@ -156,4 +156,5 @@ class MemoryRestore:
                     self.remote.syscall("madvise", v.start, v.end - v.start, advice)
         for g in self.guards:
             self.remote.syscall("madvise", g.start, g.end - g.start, MADV_GUARD_INSTALL)
+        vmanames.restore_names(self.remote, self.vmas, self.scratch)
         mlock.restore_vmas(self.remote, self.vmas)

@@ -17,7 +17,7 @@ from ..errors import HiberError
 from ..images import vma as V
 from ..images.messages import classes
 from ..kernel import pagescan, proc
-from . import mlock, vdso
+from . import mlock, vdso, vmanames
 from .files.memfd import is_shmem_path
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,10 @@ class VmaClassifier:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
                                      f"a {m.path.split(' ')[0]} mapping, which hiber cannot "
                                      "dump yet")
+        if special and special.startswith("[anon_shmem:"):
+            raise UnsupportedMapping(f"PID {self.pid}: shared anonymous mapping "
+                                     f"{m.start:x}-{m.end:x} is named {special} "
+                                     "(PR_SET_VMA_ANON_NAME), which hiber cannot restore yet")
         if m.inode != 0 or (m.path.startswith("/") and not special):
             return self._file_vma(e, m, extra_flags, io_mapping)
         if io_mapping:
@@ -180,6 +184,8 @@ class VmaClassifier:
             e.status |= V.VMA_AREA_VDSO
         elif special == "[heap]":
             e.status |= V.VMA_AREA_HEAP
+        elif special:
+            vmanames.dump_name(special, e)
         e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS | extra_flags
         return e
 
@@ -245,4 +251,3 @@ def fill_mm_entry(pid, vmas, exe_file_id, brk, dumpable, thp_disabled):
         mm_env_start=int(f(50)), mm_env_end=int(f(51)), exe_file_id=exe_file_id,
         mm_saved_auxv=proc.auxv(pid), vmas=vmas, dumpable=dumpable,
         thp_disabled=bool(thp_disabled))
-

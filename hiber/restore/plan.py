@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import RestoreError
-from ..resources import core, files, namespaces, vdso
+from ..resources import core, files, namespaces, vdso, vmanames
 from . import checks
 
 
@@ -91,6 +91,7 @@ class Plan:
             plan.thread_cores[tid] = self.images.read_one("CORE", tid)
         plan.pages = self.images.pages_reader(plan.pagemap)  # checks the pages file size
         plan.vdso_image = vdso.image_layout(plan.mm.vmas, plan.pages.read_range)
+        vmanames.refuse_names_this_kernel_lacks(pid, plan.mm.vmas)
         return plan
 
     def group_of(self, pgid):

@@ -16,7 +16,8 @@ def test_check_lists_every_probe():
 
 
 def test_feature_that_works_here_exits_0():
-    for feature in ("clone3_set_tid", "pagemap_scan", "get_rseq_conf", "seccomp_filters"):
+    for feature in ("clone3_set_tid", "pagemap_scan", "get_rseq_conf", "seccomp_filters",
+                    "seccomp_suspend"):
         assert run_hiber("check", "--feature", feature).returncode == 0, feature
 
 

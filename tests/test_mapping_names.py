@@ -10,10 +10,10 @@ import pytest
 from conftest import reap_orphans, run_hiber
 from hiber.images import vma as V
 from hiber.images.imagedir import ImageDir
-from hiber.resources import vmanames
+from hiber.kernel.sys import can_name_anonymous_mappings
 
 pytestmark = pytest.mark.timeout(120)
-NAMES = vmanames.kernel_names_mappings()
+NAMES = can_name_anonymous_mappings()
 WITHOUT_NAMES = "this kernel cannot name mappings (CONFIG_ANON_VMA_NAME)"
 
 

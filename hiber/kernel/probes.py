@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 from . import ptrace as pt
-from .sys import (KCMP_VM, address_of, kcmp, libc, pidfd_getfd, pidfd_open,
-                  process_vm_readv, syscall)
+from .sys import (KCMP_VM, address_of, can_name_anonymous_mappings, kcmp, libc, pidfd_getfd,
+                  pidfd_open, process_vm_readv, syscall)
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class ProbeFailed(Exception):
 
 
 @contextlib.contextmanager
-def _stopped(child):
+def _stopped(child, options=0):
     """The child in a ptrace stop for the time of the with block."""
-    pt.seize(child)
+    pt.seize(child, options)
     try:
         pt.interrupt(child)
         kind, _ = pt.stop_kind(pt.wait(child))
@@ -141,6 +141,18 @@ def _seccomp_filters(child):
     return "PTRACE_SECCOMP_GET_FILTER"
 
 
+def _seccomp_suspend(child):
+    with _stopped(child, pt.PTRACE_O_SUSPEND_SECCOMP):
+        pass
+    return "injected syscalls bypass the process's seccomp filters"
+
+
+def _anon_vma_name(child):
+    if not can_name_anonymous_mappings():
+        raise ProbeFailed("prctl(PR_SET_VMA_ANON_NAME) refused (CONFIG_ANON_VMA_NAME is off)")
+    return "names of anonymous mappings can be given back"
+
+
 def _memfd(child):
     os.close(os.memfd_create("hiber-probe"))
     return "memfd objects restored as memfds"
@@ -208,6 +220,9 @@ PROBES = [
     Probe("kcmp", "shared fds/memory between processes are not recognised", _kcmp),
     Probe("loginuid", "the audit loginuid of restored processes is hiber's", _loginuid),
     Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
+    Probe("seccomp_suspend", "no dump of a process under a seccomp filter", _seccomp_suspend),
+    Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
+          _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
     Probe("timens", "time namespaces are not available", _timens),
     Probe("uprobes", "nothing: only processes that use uprobes need it", _uprobes),

@@ -4,6 +4,7 @@ Every wrapper raises OSError with the errno on failure, never returns -1.
 """
 
 import ctypes
+import mmap
 import os
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -135,3 +136,21 @@ def signed(value, bits=64):
     """Register values come back unsigned; syscall results are signed."""
     value &= (1 << bits) - 1
     return value - (1 << bits) if value >> (bits - 1) else value
+
+
+PR_SET_VMA, PR_SET_VMA_ANON_NAME = 0x53564D41, 0
+
+
+def can_name_anonymous_mappings():
+    """Whether this kernel names anonymous mappings (prctl PR_SET_VMA_ANON_NAME,
+    CONFIG_ANON_VMA_NAME), tried on a page of our own."""
+    area = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE)
+    page = ctypes.c_char.from_buffer(area)
+    try:
+        name = ctypes.create_string_buffer(b"hiber-probe")
+        return libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME,
+                          ctypes.c_ulong(ctypes.addressof(page)), ctypes.c_ulong(mmap.PAGESIZE),
+                          ctypes.c_void_p(ctypes.addressof(name))) == 0
+    finally:
+        del page
+        area.close()

@@ -9,14 +9,9 @@ mapping ([anon_shmem:NAME]) is refused by the dump (vmas.py): restore maps
 shared memory from a file, and the kernel names only true anonymous VMAs.
 """
 
-import ctypes
-import mmap
-
 from ..errors import RestoreError
-from ..images.pagemap import PAGE_SIZE
-from ..kernel.sys import libc
+from ..kernel.sys import PR_SET_VMA, PR_SET_VMA_ANON_NAME, can_name_anonymous_mappings
 
-PR_SET_VMA, PR_SET_VMA_ANON_NAME = 0x53564D41, 0
 PREFIX = "[anon:"
 
 
@@ -28,25 +23,10 @@ def dump_name(special, entry):
 
 # ---- restore -------------------------------------------------------------------
 
-def kernel_names_mappings():
-    """Whether this kernel can name anonymous mappings (CONFIG_ANON_VMA_NAME):
-    tried on a page of hiber's own."""
-    area = mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE)
-    page = ctypes.c_char.from_buffer(area)
-    try:
-        name = ctypes.create_string_buffer(b"hiber-probe")
-        return libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME,
-                          ctypes.c_ulong(ctypes.addressof(page)), ctypes.c_ulong(PAGE_SIZE),
-                          ctypes.c_void_p(ctypes.addressof(name))) == 0
-    finally:
-        del page
-        area.close()
-
-
 def refuse_names_this_kernel_lacks(pid, vmas):
     """Before a restore: a named mapping needs a kernel that can name it."""
     named = next((v for v in vmas if v.HasField("anon_name")), None)
-    if named is not None and not kernel_names_mappings():
+    if named is not None and not can_name_anonymous_mappings():
         raise RestoreError(f"PID {pid}: mapping {named.start:x}-{named.end:x} is named "
                            f"[anon:{named.anon_name}], and this kernel cannot name mappings "
                            "(CONFIG_ANON_VMA_NAME): restore on a kernel that can")

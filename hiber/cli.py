@@ -129,8 +129,11 @@ class CriuStyleFormatter(logging.Formatter):
         elapsed = record.created - (time.time() - (time.monotonic() - self.start))
         # a package's own code (hiber/restore/__init__.py) goes by the package's name
         module = record.name.rsplit(".", 1)[-1] if record.module == "__init__" else record.module
-        return (f"({max(elapsed, 0):012.6f}) {level} ({module}:{record.lineno}): "
+        line = (f"({max(elapsed, 0):012.6f}) {level} ({module}:{record.lineno}): "
                 f"{record.getMessage()}")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 @contextlib.contextmanager
@@ -304,7 +307,9 @@ def _logged(args, doing, finished, what, work, verb):
             log.error("%s FAILED: %s", doing, e)
             raise
         except Exception as e:
-            log.error("%s FAILED: %s", doing, e, exc_info=True)
+            # the traceback first: the log's last line is the outcome, as criu's
+            log.error("%s hit an error hiber did not foresee:", doing, exc_info=True)
+            log.error("%s FAILED: %s", doing, e)
             if isinstance(handler, logging.FileHandler):
                 where = f"the traceback is in {handler.baseFilename}"
             else:

@@ -230,6 +230,21 @@ def test_failed_dump_leaves_the_target_as_it_was(state_target, tmp_path, phase):
     t.check()  # memory, signals, timers, files: the target checks itself
 
 
+def test_unforeseen_error_is_one_line_pointing_to_the_traceback(state_target, tmp_path):
+    """A bug is no excuse for a traceback on the terminal, nor for harm."""
+    t = state_target
+    images = tmp_path / "images"
+    result = dump_cli(t.pid, images, env={"HIBER_FAULT": "bug:memory"})
+    message = result.stderr.decode()
+    assert result.returncode == 1 and message.count("\n") == 1, message
+    assert "failed unexpectedly (RuntimeError: bug injected at phase 'memory'" in message
+    assert f"the traceback is in {images / 'dump.log'}" in message, message
+    log = (images / "dump.log").read_text()
+    assert "Traceback" in log and "Dumping FAILED" in log
+    assert proc.status(t.pid)["TracerPid"] == "0"
+    t.check()
+
+
 def test_stopped_process_stays_stopped(start_target, tmp_path):
     t = start_target("simple")
     os.kill(t.pid, signal.SIGSTOP)

@@ -84,11 +84,19 @@ class MemoryRestore:
         return set(starts)
 
     def unmap_stub(self, keep):
-        """Unmap all the stub has, except the ranges in ``keep``."""
-        for m in proc.maps(self.remote.pid):
-            if m.path == "[vsyscall]" or any(s <= m.start and m.end <= e for s, e in keep):
-                continue
-            self.remote.syscall("munmap", m.start, m.end - m.start)
+        """Unmap all the stub has, except the ranges in ``keep``: one munmap
+        per stretch between kept ranges, as munmap takes ranges with holes
+        and several mappings alike (a Python stub has a hundred)."""
+        mappings = [m for m in proc.maps(self.remote.pid) if m.path != "[vsyscall]"]
+        kept = sorted(keep)
+        start = 0
+        for kept_start, kept_end in kept + [(None, None)]:
+            end = kept_start if kept_start is not None else max(m.end for m in mappings)
+            if any(m.start < end and m.end > start for m in mappings):
+                self.remote.syscall("munmap", start, end - start)
+            if kept_end is None:
+                break
+            start = max(start, kept_end)
 
     def create_vmas(self):
         for v in self.vmas:

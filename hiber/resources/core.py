@@ -236,15 +236,19 @@ def thread_info(tid, remote, scratch):
                                 fpregs=fpregs_from_xstate(xstate), tls=tls_entries(tid))
 
 
+SIGACTION = struct.Struct("<QQQQ")  # the kernel's struct sigaction: handler, flags, restorer, mask
+
+
 def sigactions(remote, scratch):
-    """62 sa_entry: signals 1..64 without SIGKILL and SIGSTOP (§2.7)."""
-    out = []
-    for sig in _signals_without_kill_and_stop():
-        remote.syscall("rt_sigaction", sig, 0, scratch, 8)
-        handler, flags, restorer, mask = struct.unpack("<QQQQ", remote.read(scratch, 32))
-        out.append(C["sa_entry"](sigaction=handler, flags=flags, restorer=restorer, mask=mask,
-                                 compat_sigaction=False))
-    return out
+    """62 sa_entry: signals 1..64 without SIGKILL and SIGSTOP (§2.7). Each
+    action lands at its own place in ``scratch`` (4 KiB), read back at once."""
+    signals = _signals_without_kill_and_stop()
+    for i, sig in enumerate(signals):
+        remote.syscall("rt_sigaction", sig, 0, scratch + i * SIGACTION.size, 8)
+    raw = remote.read(scratch, len(signals) * SIGACTION.size)
+    return [C["sa_entry"](sigaction=handler, flags=flags, restorer=restorer, mask=mask,
+                          compat_sigaction=False)
+            for handler, flags, restorer, mask in SIGACTION.iter_unpack(raw)]
 
 
 def itimers(remote, scratch):

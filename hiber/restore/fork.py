@@ -117,13 +117,12 @@ def _die_with_parent(parent):
 
 def _stub_entry(plan, writers, readers):
     """The root stub's start: report anything that goes wrong, then vanish."""
-    report = writers[plan.root.pid]
     try:
         for fd in readers.values():
             os.close(fd)
         stub_root(plan, writers)
     except BaseException as e:  # noqa: B036 - reported to hiber, then _exit
-        _report_error(report, e)
+        _report_error(writers[plan.root.pid], e)  # wherever stub_root moved it
     os._exit(1)
 
 
@@ -163,7 +162,8 @@ def stub_root(plan, writers):
             except OSError:
                 pass
     os.closerange(max(keep) + 1, 1 << 20)
-    writers = {pid: files.high_dup(fd, floor) for pid, fd in writers.items()}
+    for pid, fd in writers.items():  # in place: _stub_entry reports through it
+        writers[pid] = files.high_dup(fd, floor)
     shared = memfd.StubObjects(plan.images, plan.memfd_inodes, floor)
     shared.create_all()
     stub_files = files.StubFiles(plan.files, shared, floor, plan.shell_tty)

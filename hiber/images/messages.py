@@ -443,13 +443,22 @@ S.message("tty_data_entry",
           required(1, "tty_id", "uint32"),
           required(2, "data", "bytes"))
 
-# file_entry members this version knows; the others (sockets, eventfd, ...)
+S.message("eventfd_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32"),
+          required(3, "fown", "fown_entry"),
+          required(4, "counter", "uint64"),
+          # hiber's own (see HIBER_FIELDS): reads take one (EFD_SEMAPHORE)
+          optional(HIBER_FIELDS, "semaphore", "bool"))
+
+# file_entry members this version knows; the others (sockets, signalfd, ...)
 # arrive with the issues that dump them and meanwhile survive a
 # decode/encode round trip as unknown fields.
 S.message("file_entry",
           required(1, "type", "fd_types"),
           required(2, "id", "uint32"),
           optional(3, "reg", "reg_file_entry"),
+          optional(8, "efd", "eventfd_file_entry"),
           optional(17, "fifo", "fifo_entry"),
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),

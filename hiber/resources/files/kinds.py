@@ -2,12 +2,13 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
-from . import fifo, memfd, pipe, regular, terminal
+from . import eventfd, fifo, memfd, pipe, regular, terminal
 from .table import Table
 
 KINDS = Table(
     pipe.KIND,      # links "pipe:[N]"; before FIFOs, as pipes are S_ISFIFO too
     fifo.KIND,
+    eventfd.KIND,
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files
     terminal.KIND,  # terminals are character devices: before regular files
     regular.KIND,   # regular files, directories and devices

@@ -29,8 +29,7 @@ must at every instant be in a state it can run on from unharmed:
   registers and mask are put back after every single syscall instead:
   hiber dying during one call can then still harm it.
 * A thread seized with PTRACE_O_EXITKILL (restore's stubs) dies with hiber
-  anyway: its calls run without any of this (``killed_with_tracer``), each
-  a single step over a syscall instruction, one stop instead of two.
+  anyway: its calls run without any of this (``killed_with_tracer``).
 
 The thread's CPU affinity is never touched. On exit the thread is back in a
 PTRACE_INTERRUPT stop with exactly its own registers and mask, so the
@@ -364,32 +363,12 @@ class RemoteTask:
         return result
 
     def _call_plain(self, name, number, args):
-        # one stop per call: a single step over the syscall instruction. The
-        # trap flag a dead tracer would leave does not matter here: the
-        # thread dies with hiber anyway
+        # stopped at entry and exit, as the others; a single step over the
+        # syscall instruction would save a stop, but a restored process then
+        # no longer hits its uprobes (tests/test_uprobes.py)
         pt.set_regs(self.tid, self._call_regs_for(number, args, self.gadget, self._saved_regs))
-        self._at = "signal"
-        pt.singlestep(self.tid)
-        while True:
-            kind, sig = pt.stop_kind(pt.wait(self.tid))
-            if kind != "clone-event":
-                break
-            # a traced clone stops the caller once more, inside the call
-            self.cloned.append(pt.event_message(self.tid))
-            pt.singlestep(self.tid)
-        if kind in ("exited", "killed"):
-            self._at = "gone"
-            raise InjectionError(f"TID {self.tid} of PID {self.pid} ended while hiber ran "
-                                 f"{name}() in it ({kind} {sig})")
-        result = pt.get_regs(self.tid)
-        done = result[pt.GPREG["ip"]] == self.gadget + 2
-        # a call may make a job-control notification stop of its own (queueing
-        # a SIGCONT does, under PTRACE_SEIZE): it has completed all the same
-        if not done or not (kind == "signal-stop" and sig == pt.SIGTRAP or kind == "event-stop"):
-            raise InjectionError(f"TID {self.tid} did not come back from {name}(): {kind} {sig}")
-        if kind == "event-stop":
-            self._at = "event"
-        return signed(result[pt.GPREG["ax"]])
+        self._run_to_syscall_stop(name)
+        return self._finish_call(name, self.gadget + 2)
 
     def _call_regs_for(self, number, args, ip, base=None):
         regs = pt.Regs(*(base if base is not None else self._call_regs))

@@ -13,7 +13,6 @@ _ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void
 PTRACE_PEEKDATA = 2
 PTRACE_CONT = 7
 PTRACE_KILL = 8
-PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
 PTRACE_SYSCALL = 24
 PTRACE_GET_THREAD_AREA = 25
@@ -80,12 +79,6 @@ def event_message(tid):
 
 def detach(tid, sig=0):
     ptrace(PTRACE_DETACH, tid, 0, sig)
-
-
-def singlestep(tid):
-    """One instruction, then a SIGTRAP stop. Never for a thread that must
-    outlive hiber: a dead tracer's tracee keeps the trap flag (remote.py)."""
-    ptrace(PTRACE_SINGLESTEP, tid, 0, 0)
 
 
 def cont(tid, sig=0):

@@ -315,6 +315,12 @@ class RemoteTask:
         interrupts.check()  # between two calls: a safe point to stop
         return self._run_syscall(name, *args)
 
+    def undo_syscall(self, name, *args):
+        """A syscall that undoes one of ours (a munmap after a probe): run
+        even when a signal has asked the dump to stop, which it would
+        otherwise leave undone."""
+        return self._run_syscall(name, *args)
+
     def _run_syscall(self, name, *args):
         number = NR[name] if isinstance(name, str) else name
         if len(args) > len(ARG_REGS):

@@ -44,7 +44,9 @@ def _vmflags_at(pid, address):
 
 def mlockall_flags(pid, remote):
     """MCL_FUTURE|MCL_ONFAULT as the process set them, or 0. The probe is
-    placed low, where smaps lists it first, and is unmapped again."""
+    placed low, where smaps lists it first, and is unmapped again, even
+    when SIGTERM has asked the dump to stop (a hiber killed meanwhile
+    leaves it: docs/interrupted-dumps.md)."""
     address = PROBE_FLOOR
     for m in proc.maps(pid):  # the lowest free page from 1 MiB up
         if m.start >= address + PAGE_SIZE:
@@ -55,7 +57,7 @@ def mlockall_flags(pid, remote):
     try:
         flags = _vmflags_at(pid, probe)
     finally:
-        remote.syscall("munmap", probe, PAGE_SIZE)
+        remote.undo_syscall("munmap", probe, PAGE_SIZE)
     if "lo" not in flags:
         return 0
     return MCL_FUTURE | (MCL_ONFAULT if "lf" in flags else 0)

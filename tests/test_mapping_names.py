@@ -66,3 +66,21 @@ def test_a_named_shared_anonymous_mapping_is_refused(start_target, tmp_path):
     assert result.returncode == 1 and message.count("\n") == 1, message
     assert "is named [anon_shmem:hiber-shared]" in message, message
     t.check()
+
+
+def test_names_read_from_maps_lines_as_a_naming_kernel_prints_them():
+    """Whatever this kernel can do: the lines maps prints for named mappings
+    (fs/proc/task_mmu.c) are classified right, the shared one refused."""
+    from hiber.kernel.proc import Mapping
+    from hiber.resources.files import FileTable
+    from hiber.resources.vmas import UnsupportedMapping, VmaClassifier
+    classifier = VmaClassifier(1, FileTable())
+    private = Mapping(0x7f0000000000, 0x7f0000004000, "rw-p", 0, "00:00", 0,
+                      "[anon:hiber-one]", {"rd", "wr", "mr", "mw", "me", "ac"})
+    entry = classifier._vma_entry(private)
+    assert entry.anon_name == "hiber-one"
+    assert entry.status == V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE
+    shared = Mapping(0x7f0000010000, 0x7f0000011000, "rw-s", 0, "00:01", 2048,
+                     "[anon_shmem:hiber-shared]", {"rd", "wr", "sh", "mr", "mw", "me", "ms"})
+    with pytest.raises(UnsupportedMapping, match=r"is named \[anon_shmem:hiber-shared\]"):
+        classifier._vma_entry(shared)

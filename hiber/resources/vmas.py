@@ -166,9 +166,9 @@ class VmaClassifier:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
                                      f"a {m.path.split(' ')[0]} mapping, which hiber cannot "
                                      "dump yet")
-        if special and special.startswith("[anon_shmem:"):
+        if m.path.startswith("[anon_shmem:"):  # a shmem inode: not "special" above
             raise UnsupportedMapping(f"PID {self.pid}: shared anonymous mapping "
-                                     f"{m.start:x}-{m.end:x} is named {special} "
+                                     f"{m.start:x}-{m.end:x} is named {m.path} "
                                      "(PR_SET_VMA_ANON_NAME), which hiber cannot restore yet")
         if m.inode != 0 or (m.path.startswith("/") and not special):
             return self._file_vma(e, m, extra_flags, io_mapping)

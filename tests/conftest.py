@@ -59,6 +59,15 @@ CHECK_SIGNAL = signal.SIGRTMIN + 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def dump_and_kill(t, images):
+    """``hiber dump`` of a target as a user runs it (the tree is killed),
+    the target reaped: its PID is free for the restore."""
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
+    assert result.returncode == 0, result.stderr.decode()
+    assert t.wait(10) == -signal.SIGKILL
+    reap_orphans()
+
+
 def build_target(name, extra_flags=()):
     """Compile tests/targets/NAME.c (once, or again when it changed)."""
     source = TARGETS_SRC / f"{name}.c"

@@ -1,11 +1,10 @@
 """Event fds: counter, semaphore mode, flags and sharing come back
 (resources/files/eventfd.py: one module and one line in kinds.py)."""
 
-import signal
 
 import pytest
 
-from conftest import reap_orphans, run_hiber
+from conftest import dump_and_kill, run_hiber
 from hiber.images.imagedir import ImageDir
 
 pytestmark = pytest.mark.timeout(120)
@@ -14,10 +13,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_eventfds_come_back(start_target, tmp_path):
     t = start_target("events")
     images = tmp_path / "images"
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
-    assert result.returncode == 0, result.stderr.decode()
-    assert t.wait(10) == -signal.SIGKILL
-    reap_orphans()
+    dump_and_kill(t, images)
     efds = {(e.efd.counter, e.efd.semaphore) for e in ImageDir(images).read_optional("FILES")
             if e.HasField("efd")}
     assert efds == {(3, True), (0x123456789, False)}  # C shares B's entry
@@ -33,10 +29,7 @@ def test_a_stub_failure_is_reported_with_its_reason(start_target, tmp_path):
     its report pipe above the tree's fds: the reason still reaches hiber."""
     t = start_target("events")
     images = tmp_path / "images"
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
-    assert result.returncode == 0, result.stderr.decode()
-    assert t.wait(10) == -signal.SIGKILL
-    reap_orphans()
+    dump_and_kill(t, images)
     d = ImageDir(images)
     entries = list(d.read_optional("FILES"))
     for e in entries:

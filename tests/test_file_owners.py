@@ -7,24 +7,17 @@ import subprocess
 
 import pytest
 
-from conftest import reap_orphans, run_hiber
+from conftest import dump_and_kill, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.resources.files import owners
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def dump(t, images):
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
-    assert result.returncode == 0, result.stderr.decode()
-    assert t.wait(10) == -signal.SIGKILL
-    reap_orphans()
-
-
 def test_owners_and_signals_come_back(start_target, tmp_path):
     t = start_target("owners", tmp_path / "fifo")
     images = tmp_path / "images"
-    dump(t, images)
+    dump_and_kill(t, images)
     fowns = [e.reg.fown if e.HasField("reg") else e.pipe.fown
              for e in ImageDir(images).read_optional("FILES")
              if e.HasField("reg") or e.HasField("pipe")]
@@ -43,7 +36,7 @@ def test_an_owner_nobody_brings_back_is_refused(start_target, tmp_path):
     try:
         t = start_target("owners", tmp_path / "fifo", foreign.pid)
         images = tmp_path / "images"
-        dump(t, images)
+        dump_and_kill(t, images)
     finally:
         foreign.kill()
         foreign.wait()

@@ -3,11 +3,10 @@ in maps): kept in the vma_entry (a field of hiber's own) and given back,
 refused on a kernel that cannot name mappings; named shared anonymous
 mappings are refused at dump (issue 9 section 3)."""
 
-import signal
 
 import pytest
 
-from conftest import reap_orphans, run_hiber
+from conftest import dump_and_kill, run_hiber
 from hiber.images import vma as V
 from hiber.images.imagedir import ImageDir
 from hiber.kernel.sys import can_name_anonymous_mappings
@@ -15,13 +14,6 @@ from hiber.kernel.sys import can_name_anonymous_mappings
 pytestmark = pytest.mark.timeout(120)
 NAMES = can_name_anonymous_mappings()
 WITHOUT_NAMES = "this kernel cannot name mappings (CONFIG_ANON_VMA_NAME)"
-
-
-def dump(t, images):
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
-    assert result.returncode == 0, result.stderr.decode()
-    assert t.wait(10) == -signal.SIGKILL
-    reap_orphans()
 
 
 def restore(images):
@@ -32,7 +24,7 @@ def test_named_mappings_come_back(start_target, tmp_path):
     t = start_target("named")
     assert t.info["names"] == ("1" if NAMES else "0")
     images = tmp_path / "images"
-    dump(t, images)
+    dump_and_kill(t, images)
     names = sorted(v.anon_name for v in ImageDir(images).read_one("MM", t.pid).vmas
                    if v.HasField("anon_name"))
     assert names == (["hiber-one", "hiber-two"] if NAMES else [])
@@ -45,7 +37,7 @@ def test_named_mappings_come_back(start_target, tmp_path):
 def test_a_name_this_kernel_cannot_give_is_refused(start_target, tmp_path):
     t = start_target("named")
     images = tmp_path / "images"
-    dump(t, images)
+    dump_and_kill(t, images)
     d = ImageDir(images)
     mm = d.read_one("MM", t.pid)
     vma = next(v for v in mm.vmas if v.status == V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE)

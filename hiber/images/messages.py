@@ -451,7 +451,25 @@ S.message("eventfd_file_entry",
           # hiber's own (see HIBER_FIELDS): reads take one (EFD_SEMAPHORE)
           optional(HIBER_FIELDS, "semaphore", "bool"))
 
-# file_entry members this version knows; the others (sockets, signalfd, ...)
+S.message("signalfd_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32", hex=True),
+          required(3, "fown", "fown_entry"),
+          required(4, "sigmask", "uint64", hex=True))
+
+S.message("timerfd_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32", hex=True),
+          required(3, "fown", "fown_entry"),
+          required(4, "clockid", "uint32"),
+          required(5, "ticks", "uint64"),
+          required(6, "settime_flags", "uint32", hex=True),
+          required(7, "vsec", "uint64"),
+          required(8, "vnsec", "uint64"),
+          required(9, "isec", "uint64"),
+          required(10, "insec", "uint64"))
+
+# file_entry members this version knows; the others (sockets, epoll, ...)
 # arrive with the issues that dump them and meanwhile survive a
 # decode/encode round trip as unknown fields.
 S.message("file_entry",
@@ -459,6 +477,8 @@ S.message("file_entry",
           required(2, "id", "uint32"),
           optional(3, "reg", "reg_file_entry"),
           optional(8, "efd", "eventfd_file_entry"),
+          optional(10, "sgfd", "signalfd_entry"),
+          optional(12, "tfd", "timerfd_entry"),
           optional(17, "fifo", "fifo_entry"),
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),

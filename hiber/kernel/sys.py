@@ -33,6 +33,7 @@ NR = {
     "userfaultfd": 323, "rseq": 334, "pidfd_send_signal": 424, "pidfd_open": 434,
     "clone3": 435, "close_range": 436, "pidfd_getfd": 438, "map_shadow_stack": 453,
     "mlockall": 151, "seccomp": 317, "membarrier": 324, "mlock2": 325, "mseal": 462,
+    "timerfd_create": 283, "timerfd_settime": 286, "signalfd4": 289,
 }
 
 

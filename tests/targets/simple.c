@@ -1,10 +1,9 @@
 /* A small target with one optional extra: "socket" (a socketpair),
- * "signalfd", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
+ * "inotify", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
  * passing check) or nothing. */
 #include "harness.h"
 
-#include <signal.h>
-#include <sys/signalfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -18,12 +17,8 @@ int main(int argc, char **argv)
 	harness_init();
 	if (argc > 1 && !strcmp(argv[1], "socket"))
 		socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-	if (argc > 1 && !strcmp(argv[1], "signalfd")) {
-		sigset_t usr2;
-		sigemptyset(&usr2);
-		sigaddset(&usr2, SIGUSR2);
-		sv[0] = signalfd(-1, &usr2, 0);
-	}
+	if (argc > 1 && !strcmp(argv[1], "inotify"))
+		sv[0] = inotify_init1(0);
 	if (argc > 1 && !strcmp(argv[1], "io_uring")) {
 		struct io_uring_params params = { 0 };
 		sv[0] = syscall(__NR_io_uring_setup, 4, &params);

@@ -2,13 +2,15 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
-from . import eventfd, fifo, memfd, pipe, regular, terminal
+from . import eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
 from .table import Table
 
 KINDS = Table(
     pipe.KIND,      # links "pipe:[N]"; before FIFOs, as pipes are S_ISFIFO too
     fifo.KIND,
     eventfd.KIND,
+    signalfd.KIND,
+    timerfd.KIND,
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files
     terminal.KIND,  # terminals are character devices: before regular files
     regular.KIND,   # regular files, directories and devices

@@ -4,9 +4,12 @@
  *   slow   CLOCK_MONOTONIC, 30 s left, every 100 ms: still about 30 s left
  *   done   CLOCK_MONOTONIC, expired once before the dump, never read:
  *          one expiration to read, then nothing (O_NONBLOCK)
- *   alarm  CLOCK_REALTIME, absolute, 100 s from the start: still ahead */
+ *   alarm  CLOCK_REALTIME, absolute, 100 s from the start: still ahead
+ *   fired  every 50 ms, fired and never read when dumped: it keeps firing
+ *          (CRIU 4.2 brings such a timer back disarmed, issue 13) */
 #include "harness.h"
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/signalfd.h>
@@ -47,9 +50,10 @@ int main(void)
 	int slow = timer(CLOCK_MONOTONIC, 0, 30, 0, 100000000);
 	int done = timer(CLOCK_MONOTONIC, 0, 0, 1000000, 0);
 	int alarm = timer(CLOCK_REALTIME, TFD_TIMER_ABSTIME, 100, 0, 0);
+	int fired = timer(CLOCK_MONOTONIC, 0, 0, 50000000, 50000000);
 	fcntl(done, F_SETFL, O_NONBLOCK);
-	usleep(20000);  /* "done" expires */
-	ready("sfd=%d slow=%d done=%d alarm=%d", sfd, slow, done, alarm);
+	usleep(120000);  /* "done" expires, "fired" fires twice, unread */
+	ready("sfd=%d slow=%d done=%d alarm=%d fired=%d", sfd, slow, done, alarm, fired);
 	wait_for_check();
 
 	struct signalfd_siginfo si;
@@ -67,5 +71,10 @@ int main(void)
 	expect(read(done, &ticks, 8) < 0 && errno == EAGAIN, "done: more than one expiration");
 	double a = left(alarm, NULL);
 	expect(a > 50 && a <= 100, "alarm: %.3f s left", a);
+	for (int round = 0; round < 3; round++) {
+		struct pollfd p = { .fd = fired, .events = POLLIN };
+		expect(poll(&p, 1, 1000) == 1, "fired: no expiration within 1 s (round %d)", round);
+		expect(read(fired, &ticks, 8) == 8 && ticks >= 1, "fired: round %d", round);
+	}
 	return report();
 }

@@ -202,7 +202,8 @@ def _add_common_options(p):
     p.add_argument("--allow-uprobes", action="store_true",
                    help="dump: skip [uprobes] mappings; restore: accept images dumped so, "
                         "arming the uprobes active now (see below)")
-    p.add_argument("--pidfile", help="restore: write the restored root PID here")
+    p.add_argument("--pidfile", help="restore: write the restored root PID here; dump: "
+                                     "accepted, as criu does (only its daemons write one)")
     p.add_argument("--log-pid", action="store_true",
                    help="accepted: hiber is one process, its log is one file")
     p.add_argument("--display-stats", action="store_true", help="print the statistics")
@@ -212,6 +213,10 @@ def _add_common_options(p):
     p.add_argument("--network-lock", choices=["iptables", "nftables", "skip"],
                    help="accepted: hiber dumps no network state (sockets and network "
                         "namespaces are refused), so there is nothing to lock")
+    # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
+    p.add_argument("--pre-dump-mode", choices=["splice", "read"],
+                   help="accepted: it tells how a pre-dump reads memory, and hiber makes "
+                        "no pre-dumps yet")
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
@@ -256,7 +261,6 @@ REFUSED = {
     "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
     "--track-mem": (0, _PAGES), "--stream": (0, _PAGES), "--prev-images-dir": (1, _PAGES),
     "--address": (1, _PAGES), "--port": (1, _PAGES), "--ps-socket": (1, _PAGES),
-    "--pre-dump-mode": (1, _PAGES),
 }
 
 
@@ -272,9 +276,6 @@ def _refuse_unsupported_options(args):
     if getattr(args, "restore_sibling", False):
         raise UsageError("--restore-sibling is not supported: hiber restores the tree as its "
                          "own child (or detached, with -d)")
-    if args.command == "dump" and args.pidfile:
-        raise UsageError("--pidfile is for restore (the restored root's PID): a dump has "
-                         "none to write")
 
 
 def options_from(args):
@@ -288,7 +289,7 @@ def options_from(args):
         shell_job=args.shell_job,
         allow_uprobes=args.allow_uprobes,
         restore_detached=getattr(args, "restore_detached", False),
-        pidfile=args.pidfile,
+        pidfile=args.pidfile if args.command == "restore" else None,
         show_progress=True,
         action_scripts=tuple(args.action_script),
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",

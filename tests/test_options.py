@@ -42,9 +42,12 @@ def test_root_slash_is_honoured_and_other_roots_refused(tmp_path, capsys):
 def test_permissions_change_nothing_without_the_state(start_target, tmp_path):
     t = start_target("simple")
     result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images", "-R", *PERMISSIONS,
-                       "--ext-unix-sk", "--network-lock", "nftables")
+                       "--ext-unix-sk", "--network-lock", "nftables",
+                       "--pre-dump-mode", "splice",  # zdtm passes these two on every dump
+                       "--pidfile", tmp_path / "dump.pid")
     assert result.returncode == 0, result.stderr.decode()
     assert t.alive()
+    assert not (tmp_path / "dump.pid").exists()
 
 
 def _recording_script(tmp_path, log, status_for=None, status=3):

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 from . import ptrace as pt
-from .sys import (KCMP_VM, address_of, can_name_anonymous_mappings, kcmp, libc, pidfd_getfd,
-                  pidfd_open, process_vm_readv, syscall)
+from .sys import (KCMP_VM, TFD_IOC_SET_TICKS, address_of, can_name_anonymous_mappings, kcmp,
+                  libc, pidfd_getfd, pidfd_open, process_vm_readv, syscall)
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,17 @@ def _anon_vma_name(child):
     return "names of anonymous mappings can be given back"
 
 
+def _timerfd(child):
+    import fcntl
+    import struct
+    fd = syscall("timerfd_create", 1, 0)  # CLOCK_MONOTONIC
+    try:
+        fcntl.ioctl(fd, TFD_IOC_SET_TICKS, struct.pack("<Q", 1))
+    finally:
+        os.close(fd)
+    return "timerfd expirations not read yet can be given back"
+
+
 def _memfd(child):
     os.close(os.memfd_create("hiber-probe"))
     return "memfd objects restored as memfds"
@@ -221,6 +232,7 @@ PROBES = [
     Probe("loginuid", "the audit loginuid of restored processes is hiber's", _loginuid),
     Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
     Probe("seccomp_suspend", "no dump of a process under a seccomp filter", _seccomp_suspend),
+    Probe("timerfd", "timerfds with expirations not read yet cannot be restored", _timerfd),
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),

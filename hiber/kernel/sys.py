@@ -155,3 +155,6 @@ def can_name_anonymous_mappings():
     finally:
         del page
         area.close()
+
+
+TFD_IOC_SET_TICKS = 0x40085400  # _IOW('T', 0, u64): a timerfd's unread expirations

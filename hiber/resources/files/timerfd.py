@@ -17,12 +17,11 @@ import time
 
 from ...errors import RestoreError
 from ...images.messages import classes
-from ...kernel.sys import syscall
+from ...kernel.sys import TFD_IOC_SET_TICKS, syscall
 from .common import O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
 from .table import FD_TYPES, Kind, nothing_to_check
 
 TFD_TIMER_ABSTIME = 1
-TFD_IOC_SET_TICKS = 0x40085400  # _IOW('T', 0, u64)
 NSEC = 1_000_000_000
 PAIR = re.compile(r"\((-?\d+),\s*(-?\d+)\)")
 ITIMERSPEC = struct.Struct("<qqqq")  # interval sec, nsec, value sec, nsec

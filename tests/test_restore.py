@@ -282,3 +282,12 @@ def test_refuses_a_program_rebuilt_to_the_same_size(tmp_path):
         t.check()
     finally:
         t.stop()
+
+
+def test_chrooted_process_keeps_its_root_and_cwd(start_target, tmp_path):
+    jail = tmp_path / "jail"
+    (jail / "inside").mkdir(parents=True)
+    (jail / "marker").write_text("here")
+    t = start_target("chrooted", jail)
+    checkpoint_restore(t, tmp_path / "images")
+    t.check()

@@ -16,7 +16,9 @@ def enter_fs(files, fs):
     """In the stub: its root, cwd and umask as dumped (``files``: FileImages)."""
     root = files.entry(fs.root_id).reg.name
     cwd = files.entry(fs.cwd_id).reg.name
+    # both are host paths (hiber read them from outside any chroot): the
+    # cwd first, which a chroot then leaves where it is, as it was dumped
+    os.chdir(cwd)
     if root != "/":
         os.chroot(root)
-    os.chdir(cwd)
     os.umask(fs.umask)

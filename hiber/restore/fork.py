@@ -241,10 +241,12 @@ def _own_setup(plan, p, stub_files, shared, writers):
     for inode_id, fd in shared.fds.items():
         services["shmem"][str(inode_id)] = fd
 
-    fs.enter_fs(plan.files, p.fs)
     core.set_own_rlimits(p.core.tc.rlimits.rlimits)
+    report = (json.dumps(services) + "\n").encode()
+    # last: after a chroot, no module this Python has yet to import is there
+    fs.enter_fs(plan.files, p.fs)
 
-    os.write(writers[p.pid], (json.dumps(services) + "\n").encode())
+    os.write(writers[p.pid], report)
     while True:
         time.sleep(3600)  # hiber takes over while we sleep here
 

@@ -257,6 +257,8 @@ REFUSED = {
     "--cgroup-dump-controller": (1, _CGROUPS),
     "--freeze-cgroup": (1, "hiber freezes with ptrace, not with a cgroup freezer"),
     "--ghost-limit": (1, "hiber does not dump deleted files yet"),
+    "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
+    "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
     "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
     "--track-mem": (0, _PAGES), "--stream": (0, _PAGES), "--prev-images-dir": (1, _PAGES),

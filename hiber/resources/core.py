@@ -463,7 +463,6 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
         remote.syscall("personality", tc.personality)
     restore_sigactions(remote, scratch, tc.sigactions)
     restore_itimers(remote, scratch, tc.timers)
-    restore_posix_timers(remote, scratch, tc.timers.posix)
     if tc.child_subreaper:
         remote.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
     queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True)

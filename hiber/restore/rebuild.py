@@ -76,6 +76,8 @@ def rebuild(plan, p, options, progress=None):
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
         threads.restore_threads(task, scratch, p)
+        # after the threads: a timer may signal one of them (SIGEV_THREAD_ID)
+        core.restore_posix_timers(task, scratch, p.core.tc.timers.posix)
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)

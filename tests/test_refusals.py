@@ -95,3 +95,19 @@ def test_images_with_a_namespace_of_their_own_are_refused(start_target, tmp_path
     assert result.returncode == 1 and len(err.splitlines()) == 1, err
     assert f"PID {t.pid} had its own uts namespace" in err
     assert not t.alive()
+
+
+@pytest.mark.parametrize("what", ["fd", "cwd"])
+def test_proc_pid_file_is_refused(tmp_path, what):
+    """A dump that the restore could not bring back must not succeed: a file
+    of a /proc/PID directory names a process the restore has not made yet
+    when it opens files, or one that is gone by then."""
+    hold = ("f = open('/proc/self/stat')" if what == "fd"
+            else "import os; os.chdir('/proc/self/task')")
+    code = f"import time; {hold}; print('READY', flush=True); time.sleep(120)"
+    t = python_target(tmp_path, code)
+    try:
+        err = refused(tmp_path, t)
+        assert f"/proc/{t.pid}" in err and "cannot restore /proc/PID files" in err, err
+    finally:
+        t.stop()

@@ -9,6 +9,7 @@ number of mappings).
 
 import logging
 import os
+import re
 import stat as st
 
 from ...errors import RestoreError
@@ -18,6 +19,7 @@ from .owners import no_owner
 from .table import FD_TYPES, Kind
 
 log = logging.getLogger(__name__)
+PROC_PID_FILE = re.compile(r"^/proc/(\d+)(/|$)")
 
 
 def build_id_words(path):
@@ -74,6 +76,9 @@ def path_entry(table, pid, link, what):
     if path.endswith(" (deleted)"):
         raise UnsupportedFile(f"PID {pid}: its {what} {path} has been deleted; "
                               "hiber cannot dump deleted files yet")
+    if PROC_PID_FILE.match(path):
+        raise UnsupportedFile(f"PID {pid}: its {what} is {path}, inside a process's /proc "
+                              "directory: hiber cannot restore /proc/PID files yet")
     info = os.stat(link)
     if what == "exe":
         return mapped_file(table, path, info)
@@ -91,6 +96,12 @@ def dump_fd(table, fd):
                               "hiber cannot dump deleted files yet")
     if not fd.link.startswith("/"):
         raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}: not supported yet")
+    process_file = PROC_PID_FILE.match(fd.link)
+    if process_file:
+        # it names a process: one of the tree, which a restore has not made
+        # yet when it opens the files, or one that may be gone by then
+        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}, a file of process "
+                              f"{process_file[1]}: hiber cannot restore /proc/PID files yet")
     return dump_open_file(table, fd)
 
 

@@ -162,8 +162,8 @@ class RemoteTask:
         self._stack_low = None    # lowest stack byte in use by us
         self._scratch = []
         self._pending_signal = 0  # a signal that stopped the thread among our calls
-        self._filters = None      # its seccomp filters (mode 2), or "strict" (mode 1)
-        self._forbidden = set()   # calls we ran that those would not have let through
+        self._filters = None      # None without seccomp, else (nr, args, ip) -> allowed?
+        self._forbidden = set()   # calls we ran that its filters would not have let through
         self.cloned = []  # TIDs created by clone calls run here (PTRACE_O_TRACECLONE)
 
     # ---- entering and leaving ---------------------------------------------
@@ -216,8 +216,8 @@ class RemoteTask:
         if "shstk" in status.get("x86_Thread_features", "").split():
             return "a shadow stack, which rt_sigreturn would check"
         args = [self._saved_regs[pt.GPREG[r]] for r in ARG_REGS]
-        if not seccomp.lets_through(self.pid, self.tid, NR_RT_SIGRETURN, args,
-                                    g.sigreturn + g.sigreturn_size):
+        if self._filters is not None and \
+                not self._filters(NR_RT_SIGRETURN, args, g.sigreturn + g.sigreturn_size):
             return "its seccomp filter would not let it run rt_sigreturn"
         return None
 

@@ -163,9 +163,3 @@ def judge_of(pid, tid):
         except FilterError:
             return False
     return judge
-
-
-def lets_through(pid, tid, nr, args, ip):
-    """Whether thread ``tid`` could run syscall ``nr`` itself, hiber gone."""
-    judge = judge_of(pid, tid)
-    return judge is None or judge(nr, args, ip)

@@ -8,9 +8,11 @@ needs one, and says what is lost when it is missing. Names follow
 import contextlib
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import signal
+import struct
 import time
 from dataclasses import dataclass
 
@@ -154,8 +156,6 @@ def _anon_vma_name(child):
 
 
 def _timerfd(child):
-    import fcntl
-    import struct
     fd = syscall("timerfd_create", 1, 0)  # CLOCK_MONOTONIC
     try:
         fcntl.ioctl(fd, TFD_IOC_SET_TICKS, struct.pack("<Q", 1))

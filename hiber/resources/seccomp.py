@@ -20,6 +20,7 @@ import struct
 
 from ..errors import HiberError
 from ..images.messages import classes
+from ..inject.seccomp import ACTION_FULL, RET_USER_NOTIF
 from ..kernel import proc
 from ..kernel import ptrace as pt
 
@@ -34,8 +35,6 @@ PR_SET_SECCOMP = 22
 BPF_INSN_SIZE = 8
 BPF_MAXINSNS = 4096
 BPF_RET_K = 0x06
-SECCOMP_RET_USER_NOTIF = 0x7fc00000
-SECCOMP_RET_ACTION_FULL = 0xffff0000
 
 
 class SeccompError(HiberError):
@@ -70,7 +69,7 @@ def _notifies_user_space(program):
     notified syscalls would fail with ENOSYS afterwards."""
     for offset in range(0, len(program), BPF_INSN_SIZE):
         code, _, _, k = struct.unpack_from("<HBBI", program, offset)
-        if code == BPF_RET_K and k & SECCOMP_RET_ACTION_FULL == SECCOMP_RET_USER_NOTIF:
+        if code == BPF_RET_K and k & ACTION_FULL == RET_USER_NOTIF:
             return True
     return False
 

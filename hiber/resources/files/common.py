@@ -12,9 +12,9 @@ O_CLOEXEC = 0o2000000
 O_DIRECT = 0o40000
 O_ACCMODE = 3
 O_APPEND = 0o2000
+O_ASYNC = getattr(os, "O_ASYNC", 0o20000)
 # the flags F_SETFL can change after open(2); the rest are fixed at open
-O_STATUS_FLAGS = (os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME
-                  | getattr(os, "O_ASYNC", 0o20000))
+O_STATUS_FLAGS = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | O_ASYNC
 F_DUPFD = 0
 
 

@@ -21,11 +21,11 @@ from ...errors import RestoreError
 from ...images.messages import classes
 from ...kernel import proc
 from ...kernel.sys import pidfd_getfd, pidfd_open
+from .common import O_ASYNC
 
 F_SETSIG, F_GETSIG = 10, 11
 F_SETOWN_EX, F_GETOWN_EX, F_GETOWNER_UIDS = 15, 16, 17
 F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP = 0, 1, 2
-O_ASYNC = 0o20000
 OWNER_TYPE_WORDS = {F_OWNER_TID: "thread", F_OWNER_PID: "process",
                     F_OWNER_PGRP: "process group"}
 OWNER_EX = struct.Struct("<ii")   # struct f_owner_ex: type, pid
@@ -151,10 +151,10 @@ def set_owner(fd, fown):
     if not fown.pid:
         return
     owner = OWNER_EX.pack(fown.pid_type, fown.pid)
-    if (fown.uid, fown.euid) == os.getresuid()[:2]:
+    ruid, euid, _ = os.getresuid()
+    if (fown.uid, fown.euid) == (ruid, euid):
         fcntl.fcntl(fd, F_SETOWN_EX, owner)
         return
-    ruid, euid, _ = os.getresuid()
     # the saved uid stays hiber's, so hiber can take its own back afterwards
     os.setresuid(fown.uid, fown.euid, -1)
     try:

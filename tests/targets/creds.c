@@ -109,12 +109,7 @@ int main(void)
 	harness_init();
 	signal(SIGUSR2, on_usr2);
 	pipe(park);
-	block_check_signal(1);
-	pthread_t t;
-	pthread_create(&t, NULL, other_thread, NULL);
-	block_check_signal(0);
-	while (!__atomic_load_n(&thread_tid, __ATOMIC_SEQ_CST))
-		usleep(1000);
+	pthread_t t = start_thread(other_thread, NULL, &thread_tid);
 	usleep(20000);
 
 	unsigned loginuid = read_loginuid();

@@ -55,6 +55,20 @@ static __attribute__((unused)) void block_check_signal(int block)
 	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+/* Start fn(arg) in a thread that never takes the check signal, and return
+ * it once it has stored its TID in *tid (fn does that first). */
+static __attribute__((unused)) pthread_t start_thread(void *(*fn)(void *), void *arg,
+						      pid_t *tid)
+{
+	pthread_t thread;
+	block_check_signal(1);
+	pthread_create(&thread, NULL, fn, arg);
+	block_check_signal(0);
+	while (!__atomic_load_n(tid, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	return thread;
+}
+
 /* Sleep in pause() until the test asks for the check: the process sits in
  * a restartable syscall when it is dumped. */
 static __attribute__((unused)) void wait_for_check(void)

@@ -104,12 +104,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
 		sigaction(signals[i], &sa, NULL);
 
-	block_check_signal(1);
-	pthread_t t;
-	pthread_create(&t, NULL, worker, NULL);
-	block_check_signal(0);
-	while (!__atomic_load_n(&worker_tid, __ATOMIC_SEQ_CST))
-		usleep(1000);
+	start_thread(worker, NULL, &worker_tid);
 	for (int i = 0; i < 3; i++) {
 		int p[2];
 		if (pipe(p))

@@ -42,12 +42,7 @@ int main(void)
 	struct itimerspec its = { { 0, 10000000 }, { 0, 10000000 } };
 	timer_settime(timer, 0, &its, NULL);
 	signal(SIGRTMIN + 3, on_thread_timer);
-	block_check_signal(1);
-	pthread_t thread;
-	pthread_create(&thread, NULL, worker, NULL);
-	block_check_signal(0);
-	while (!__atomic_load_n(&worker_tid, __ATOMIC_SEQ_CST))
-		usleep(1000);
+	start_thread(worker, NULL, &worker_tid);
 	struct sigevent to_thread = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN + 3 };
 	to_thread._sigev_un._tid = worker_tid;
 	timer_t thread_timer;

@@ -55,6 +55,27 @@ static __attribute__((unused)) void block_check_signal(int block)
 	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+/* Whether the mapping holding addr has the VmFlags flag ("lo", "hg") in smaps. */
+static __attribute__((unused)) int vmflag_of(const void *addr, const char *flag)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/smaps", "r");
+	unsigned long a = (unsigned long)addr;
+	int inside = 0, found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = s <= a && a < e;
+		else if (inside && !strncmp(line, "VmFlags:", 8)) {
+			char word[8];
+			snprintf(word, sizeof(word), " %s", flag);
+			found = strstr(line, word) != NULL;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* Start fn(arg) in a thread that never takes the check signal, and return
  * it once it has stored its TID in *tid (fn does that first). */
 static __attribute__((unused)) pthread_t start_thread(void *(*fn)(void *), void *arg,

@@ -18,26 +18,6 @@
 #define SYS_mseal 462
 #endif
 
-static int flag_of(void *addr, const char *flag)
-{
-	char line[512];
-	FILE *f = fopen("/proc/self/smaps", "r");
-	unsigned long a = (unsigned long)addr;
-	int inside = 0, found = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' '))
-			inside = s <= a && a < e;
-		else if (inside && !strncmp(line, "VmFlags:", 8)) {
-			char word[8];
-			snprintf(word, sizeof(word), " %s", flag);
-			found = strstr(line, word) != NULL;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
 static int resident_pages(void *addr, size_t len)
 {
 	unsigned char v[256];
@@ -75,20 +55,20 @@ int main(int argc, char **argv)
 	ready("locked=%p lazy=%p sealed=%p", locked, lazy, sealed);
 	wait_for_check();
 
-	expect(flag_of(locked, "lo") && !flag_of(locked, "lf"), "locked area lost its lock");
+	expect(vmflag_of(locked, "lo") && !vmflag_of(locked, "lf"), "locked area lost its lock");
 	expect(resident_pages(locked, 4 * PAGE) == 4, "locked area not resident");
 	expect(locked[0] == 0x11 && locked[4 * PAGE - 1] == 0x11, "locked area contents");
-	expect(flag_of(lazy, "lo") && flag_of(lazy, "lf"), "lock-on-fault area lost its flags");
+	expect(vmflag_of(lazy, "lo") && vmflag_of(lazy, "lf"), "lock-on-fault area lost its flags");
 	expect(resident_pages(lazy, 64 * PAGE) == 2, "lock-on-fault area has %d pages resident",
 	       resident_pages(lazy, 64 * PAGE));
 	expect(lazy[0] == 0x22 && lazy[40 * PAGE] == 0x23, "lock-on-fault area contents");
-	expect(flag_of(sealed, "sl"), "sealed area lost its seal");
+	expect(vmflag_of(sealed, "sl"), "sealed area lost its seal");
 	expect(mprotect(sealed, 2 * PAGE, PROT_READ | PROT_WRITE) == -1 && errno == EPERM,
 	       "sealed area can be mprotect()ed");
 	expect(sealed[0] == 0x33, "sealed area contents");
 	unsigned char *fresh = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	expect(flag_of(fresh, "lo"), "mlockall(MCL_FUTURE) lost");
-	expect(flag_of(fresh, "lf") == onfault, "MCL_ONFAULT %s", onfault ? "lost" : "appeared");
+	expect(vmflag_of(fresh, "lo"), "mlockall(MCL_FUTURE) lost");
+	expect(vmflag_of(fresh, "lf") == onfault, "MCL_ONFAULT %s", onfault ? "lost" : "appeared");
 	return report();
 }

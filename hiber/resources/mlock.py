@@ -12,14 +12,13 @@ the task and reads its flags.
 """
 
 from ..images import vma as V
+from ..images.pagemap import PAGE_SIZE
+from ..inject.remote import MAP_FIXED_NOREPLACE
 from ..kernel import proc
 
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 MLOCK_ONFAULT = 1
-PAGE_SIZE = 4096
 PROT_NONE = 0
-MAP_PRIVATE_ANONYMOUS = 0x22
-MAP_FIXED_NOREPLACE = 0x100000
 PROBE_FLOOR = 0x100000
 
 
@@ -53,7 +52,7 @@ def mlockall_flags(pid, remote):
             break
         address = max(address, m.end)
     probe = remote.syscall("mmap", address, PAGE_SIZE, PROT_NONE,
-                           MAP_PRIVATE_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+                           V.MAP_PRIVATE | V.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
     try:
         flags = _vmflags_at(pid, probe)
     finally:

@@ -89,7 +89,7 @@ def dump(pid, images_dir, *, options=None, **given):
     clock.start("frozen")
     log.info("Frozen %d process(es), %d thread(s) in %.1f ms", len(tree.processes),
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
-    file_table = files.FileTable(options.shell_job)
+    file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()))
     ids = task.IdAllocator()
     seccomp = SeccompFilters()
     try:

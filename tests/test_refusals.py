@@ -2,11 +2,12 @@
 fails with one line naming the process and the state, and the process runs
 on untouched."""
 
+import os
 import sys
 
 import pytest
 
-from conftest import Target, run_hiber
+from conftest import Target, dump_and_kill, run_hiber
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,6 +109,22 @@ def test_proc_pid_file_is_refused(tmp_path, what):
     t = python_target(tmp_path, code)
     try:
         err = refused(tmp_path, t)
-        assert f"/proc/{t.pid}" in err and "cannot restore /proc/PID files" in err, err
+        assert f"/proc/{t.pid}" in err and "a process being dumped" in err, err
+        assert "hiber cannot restore such" in err, err
+    finally:
+        t.stop()
+
+
+def test_proc_file_of_a_process_outside_the_tree_comes_back(tmp_path):
+    """PID 1's /proc files are there at restore, as any other file is."""
+    code = ("import time; f = open('/proc/1/status'); print('READY', flush=True); "
+            "time.sleep(120); print(f.read(5))")
+    t = python_target(tmp_path, code)
+    try:
+        dump_and_kill(t, tmp_path / "images")
+        result = run_hiber("restore", "-D", tmp_path / "images", "-d", "-o", "restore.log")
+        assert result.returncode == 0, result.stderr.decode()
+        links = [os.readlink(f"/proc/{t.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{t.pid}/fd")]
+        assert "/proc/1/status" in links, links
     finally:
         t.stop()

@@ -19,9 +19,10 @@ class FileTable(KindStates):
     with a ``write_images(images)`` method writes its own images.
     """
 
-    def __init__(self, shell_job=False):
+    def __init__(self, shell_job=False, tree_tids=frozenset()):
         super().__init__()
         self.shell_job = shell_job  # terminals are dumped only for a shell job
+        self.tree_tids = tree_tids  # every TID of the tree being dumped
         self.entries = []           # file_entry messages, files.img order
         self._open = []             # (pid, fd, id) of open file descriptions seen
         self.shmem = memfd.SharedObjects(self)

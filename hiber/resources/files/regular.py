@@ -76,13 +76,21 @@ def path_entry(table, pid, link, what):
     if path.endswith(" (deleted)"):
         raise UnsupportedFile(f"PID {pid}: its {what} {path} has been deleted; "
                               "hiber cannot dump deleted files yet")
-    if PROC_PID_FILE.match(path):
-        raise UnsupportedFile(f"PID {pid}: its {what} is {path}, inside a process's /proc "
-                              "directory: hiber cannot restore /proc/PID files yet")
+    if of_the_tree(table, path):
+        raise UnsupportedFile(f"PID {pid}: its {what} is {path}, inside the /proc directory "
+                              "of a process being dumped: hiber cannot restore such files yet")
     info = os.stat(link)
     if what == "exe":
         return mapped_file(table, path, info)
     return add_entry(table, path, info)
+
+
+def of_the_tree(table, path):
+    """Whether ``path`` lies in the /proc directory of a task being dumped:
+    a restore opens files before it makes the processes they name. Another
+    process's files are checked at restore like any file (there or not)."""
+    named = PROC_PID_FILE.match(path)
+    return named is not None and int(named[1]) in table.tree_tids
 
 
 def is_file_dir_or_device(fd):
@@ -96,12 +104,9 @@ def dump_fd(table, fd):
                               "hiber cannot dump deleted files yet")
     if not fd.link.startswith("/"):
         raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}: not supported yet")
-    process_file = PROC_PID_FILE.match(fd.link)
-    if process_file:
-        # it names a process: one of the tree, which a restore has not made
-        # yet when it opens the files, or one that may be gone by then
-        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}, a file of process "
-                              f"{process_file[1]}: hiber cannot restore /proc/PID files yet")
+    if of_the_tree(table, fd.link):
+        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}, a file of a process "
+                              "being dumped: hiber cannot restore such /proc files yet")
     return dump_open_file(table, fd)
 
 

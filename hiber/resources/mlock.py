@@ -45,7 +45,16 @@ def mlockall_flags(pid, remote):
     """MCL_FUTURE|MCL_ONFAULT as the process set them, or 0. The probe is
     placed low, where smaps lists it first, and is unmapped again, even
     when SIGTERM has asked the dump to stop (a hiber killed meanwhile
-    leaves it: docs/interrupted-dumps.md)."""
+    leaves it: docs/interrupted-dumps.md).
+
+    Only a process that holds locked memory is probed: one that locks
+    nothing (VmLck 0, mm->locked_vm) has not used mlockall(MCL_CURRENT),
+    and MCL_FUTURE alone locks every mapping made after it, so it shows in
+    VmLck as soon as the process maps anything. Not probing the others
+    keeps the probe, and the page a killed hiber would leave, out of
+    processes that never lock memory."""
+    if proc.status(pid).get("VmLck", "0 kB").split()[0] == "0":
+        return 0
     address = PROBE_FLOOR
     for m in proc.maps(pid):  # the lowest free page from 1 MiB up
         if m.start >= address + PAGE_SIZE:

@@ -62,10 +62,37 @@ PR_SET_CHILD_SUBREAPER = 36
 def dump_and_kill(t, images):
     """``hiber dump`` of a target as a user runs it (the tree is killed),
     the target reaped: its PID is free for the restore."""
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log")
+    dump(t, images)
+
+
+def dump(t, images, *extra):
+    """``hiber dump`` of a target; unless -R is among ``extra`` the tree is
+    killed and reaped, so its PIDs are free for the restore."""
+    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log", *extra)
     assert result.returncode == 0, result.stderr.decode()
-    assert t.wait(10) == -signal.SIGKILL
-    reap_orphans()
+    if "-R" not in extra:
+        assert t.wait(10) == -signal.SIGKILL
+        reap_orphans()  # its children, killed too, hold their PIDs until reaped
+    return result
+
+
+def restore(images, *extra):
+    """``hiber restore -d`` that must succeed; the log's tail in the failure."""
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
+    assert result.returncode == 0, result.stderr.decode() + \
+        (images / "restore.log").read_text()[-3000:]
+    return result
+
+
+def checkpoint_restore(t, images, dump_extra=(), restore_extra=()):
+    """Dump then restore a target; it must be back, running, untraced."""
+    from hiber.kernel import proc
+    dump(t, images, *dump_extra)
+    restore(images, *restore_extra)
+    assert t.alive(), f"PID {t.pid} is not back"
+    status = proc.status(t.pid)
+    assert status["TracerPid"] == "0" and status["State"][0] in "SR"
+    return t
 
 
 def build_target(name, extra_flags=()):

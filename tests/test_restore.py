@@ -11,34 +11,10 @@ import time
 
 import pytest
 
-from conftest import REPO, Target, reap_orphans, run_hiber
+from conftest import REPO, Target, checkpoint_restore, dump, restore, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.images import vma as V
 from hiber.kernel import proc
-
-
-def dump(t, images, *extra):
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log", *extra)
-    assert result.returncode == 0, result.stderr.decode()
-    if "-R" not in extra:
-        assert t.wait(10) == -signal.SIGKILL
-        reap_orphans()  # its children, killed too, hold their PIDs until reaped
-
-
-def restore(images, *extra):
-    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
-    assert result.returncode == 0, result.stderr.decode() + \
-        (images / "restore.log").read_text()[-2000:]
-    return result
-
-
-def checkpoint_restore(t, images, dump_extra=(), restore_extra=()):
-    dump(t, images, *dump_extra)
-    restore(images, *restore_extra)
-    assert t.alive(), f"PID {t.pid} is not back"
-    status = proc.status(t.pid)
-    assert status["TracerPid"] == "0" and status["State"][0] in "SR"
-    return t
 
 
 @pytest.fixture

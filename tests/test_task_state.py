@@ -9,34 +9,11 @@ import subprocess
 
 import pytest
 
-from conftest import reap_orphans, run_hiber
+from conftest import checkpoint_restore, dump, reap_orphans, restore, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.kernel import proc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def dump(t, images, *extra):
-    result = run_hiber("dump", "-t", t.pid, "-D", images, "-o", "dump.log", *extra)
-    assert result.returncode == 0, result.stderr.decode()
-    if "-R" not in extra:
-        assert t.wait(10) == -signal.SIGKILL
-        reap_orphans()
-    return result
-
-
-def restore(images, *extra):
-    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
-    assert result.returncode == 0, result.stderr.decode() + \
-        (images / "restore.log").read_text()[-3000:]
-    return result
-
-
-def checkpoint_restore(t, images):
-    dump(t, images)
-    restore(images)
-    assert t.alive(), f"PID {t.pid} is not back"
-    return t
 
 
 def refused(images, *words):

@@ -26,6 +26,14 @@ MAP_GROWSDOWN = 0x100
 MAP_LOCKED = 0x2000
 MAP_NORESERVE = 0x4000
 MAP_HUGETLB = 0x40000
+# the huge page size of MAP_HUGETLB (and MFD_HUGETLB) is log2(bytes) in bits
+# 26-31 of the flags (uapi/asm-generic/hugetlb_encode.h)
+HUGETLB_SIZE_SHIFT = 26
+MFD_HUGETLB = 0x4
+
+
+def hugetlb_size_bits(page_bytes):
+    return (page_bytes.bit_length() - 1) << HUGETLB_SIZE_SHIFT
 
 
 def prot_text(prot):

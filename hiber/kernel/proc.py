@@ -117,6 +117,7 @@ class Mapping:
     path: str
     vmflags: set = field(default_factory=set)
     anon_huge: int = 0
+    page_kib: int = 4               # KernelPageSize: the huge page size of hugetlb
 
     @property
     def prot(self):
@@ -147,6 +148,8 @@ def smaps(pid):
             maps[-1].vmflags = set(line.split()[1:])
         elif line.startswith("AnonHugePages:"):
             maps[-1].anon_huge = int(line.split()[1])
+        elif line.startswith("KernelPageSize:"):
+            maps[-1].page_kib = int(line.split()[1])
     return maps
 
 

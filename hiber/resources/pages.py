@@ -64,6 +64,10 @@ class ProcessPages:
                 if not V.is_private(v) or v.status & (V.VMA_AREA_VVAR | V.VMA_AREA_GUARD):
                     continue
                 if v.flags & V.MAP_DROPPABLE:
+                    # the kernel may zero these pages at any time (mm: add
+                    # MAP_DROPPABLE); their users (vgetrandom state) expect
+                    # that and reseed, and a copy restored twice must not
+                    # hand out the same random bytes
                     continue
                 npages = (v.end - v.start) // PAGE_SIZE
                 self.pages_scanned += npages

@@ -18,7 +18,7 @@ from ..images import vma as V
 from ..images.messages import classes
 from ..kernel import pagescan, proc
 from . import mlock, vdso, vmanames
-from .files.memfd import is_shmem_path
+from .files.memfd import ANON_HUGETLB_PATH, is_shmem_path
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ MADV_BITS = {"rr": 1, "sr": 2, "dc": 10, "mg": 12, "hg": 14, "nh": 15, "dd": 16,
 # VmFlags -> mmap flags kept in vma_entry.flags
 MAP_FLAG_BITS = {"gd": V.MAP_GROWSDOWN, "lo": V.MAP_LOCKED, "nr": V.MAP_NORESERVE,
                  "ht": V.MAP_HUGETLB}
+# "dp": MAP_DROPPABLE is a mapping type of its own (mm/mmap.c, Linux 6.11), in
+# place of MAP_PRIVATE, not a flag beside it
 
 
 class UnsupportedMapping(HiberError):
@@ -145,6 +147,8 @@ class VmaClassifier:
             e.madv = madv
         mlock.dump_vma(m.vmflags, e)
         extra_flags = sum(bit for code, bit in MAP_FLAG_BITS.items() if code in m.vmflags)
+        if "ht" in m.vmflags:
+            extra_flags |= V.hugetlb_size_bits(m.page_kib * 1024)
         special = m.path if m.path.startswith("[") and m.inode == 0 else None
 
         if special == "[uprobes]":
@@ -186,11 +190,19 @@ class VmaClassifier:
             e.status |= V.VMA_AREA_HEAP
         elif special:
             vmanames.dump_name(special, e)
-        e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS | extra_flags
+        kind = V.MAP_DROPPABLE if "dp" in m.vmflags else V.MAP_PRIVATE
+        e.flags = kind | V.MAP_ANONYMOUS | extra_flags
         return e
 
     def _file_vma(self, e, m, extra_flags, io_mapping):
         link = proc.map_file_path(self.pid, m.start, m.end)
+        if m.path == ANON_HUGETLB_PATH and not m.shared:
+            # private MAP_HUGETLB memory: anonymous like any private memory,
+            # its pages in the task's pagemap; shmid names the hugetlbfs inode
+            e.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE
+            e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS | extra_flags
+            e.shmid = m.inode
+            return e
         if is_shmem_path(m.path):
             return self._shmem_vma(e, m, link, extra_flags)
         if m.path.startswith("/SYSV"):
@@ -217,9 +229,10 @@ class VmaClassifier:
 
     def _shmem_vma(self, e, m, link, extra_flags):
         """Shared anonymous memory or a memfd: the memfd path (spec §3.2)."""
-        if "ht" in m.vmflags:
+        if "ht" in m.vmflags and not m.shared:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
-                                     "hugetlb shared memory, not supported yet")
+                                     f"a private mapping of the hugetlb file {m.path[:-10]}, "
+                                     "which hiber cannot dump yet")
         # a private mapping's COWed pages go to the task's pagemap as for any
         # private file
         return self._backed_by(e, m, self.files.shmem.mapping(m.path, link), extra_flags,

@@ -16,6 +16,7 @@ and mappings of an object), and the seals, which go on last.
 import fcntl
 import os
 
+from ...images import vma as V
 from ...images.messages import classes
 from ...images.pagemap import PAGE_SIZE, PE_PRESENT
 from .common import O_CLOEXEC, high_dup
@@ -26,8 +27,22 @@ F_ADD_SEALS = 1033
 F_GET_SEALS = 1034
 
 
+# what maps shows for MAP_HUGETLB|MAP_ANONYMOUS memory: an unlinked file of
+# the kernel's internal hugetlbfs mount (mm/hugetlb.c, hugetlb_file_setup)
+ANON_HUGETLB_PATH = "/anon_hugepage (deleted)"
+
+
 def is_shmem_path(path):
-    return path.startswith(("/dev/zero (deleted)", "/memfd:")) and path.endswith("(deleted)")
+    return (path.startswith(("/dev/zero (deleted)", "/memfd:", ANON_HUGETLB_PATH))
+            and path.endswith("(deleted)"))
+
+
+def hugetlb_flag(fd):
+    """memfd_inode_entry.hugetlb_flag of an object: MFD_HUGETLB and the huge
+    page size, or 0 on tmpfs. hugetlbfs reports its huge page size as the
+    block size (fs/hugetlbfs, hugetlbfs_statfs), tmpfs the base page size."""
+    block = os.fstatvfs(fd).f_bsize
+    return V.MFD_HUGETLB | V.hugetlb_size_bits(block) if block > PAGE_SIZE else 0
 
 
 def object_name(path):
@@ -62,6 +77,9 @@ class SharedObjects:
         entry = classes["memfd_inode_entry"](
             name=object_name(path), uid=info.st_uid, gid=info.st_gid, size=info.st_size,
             shmid=info.st_ino, seals=seals, inode_id=inode_id, mode=info.st_mode)
+        huge = hugetlb_flag(fd)
+        if huge:
+            entry.hugetlb_flag = huge
         self.inodes[info.st_ino] = [inode_id, entry, fd]
         return inode_id
 
@@ -169,25 +187,39 @@ class StubObjects:
     def _create(self, entry):
         import ctypes
         import mmap
+        huge = entry.hugetlb_flag if entry.HasField("hugetlb_flag") else 0
         if entry.name.startswith("memfd:"):
             sealing = MFD_ALLOW_SEALING if entry.seals != F_SEAL_SEAL else 0
-            fd = os.memfd_create(entry.name[len("memfd:"):], sealing)
+            fd = os.memfd_create(entry.name[len("memfd:"):], sealing | huge)
             os.ftruncate(fd, entry.size)
         else:
-            area = mmap.mmap(-1, max(entry.size, PAGE_SIZE), flags=mmap.MAP_SHARED)
+            # anonymous shmem (or hugetlb) comes back as such, not as a memfd
+            size = max(entry.size, PAGE_SIZE)
+            flags = mmap.MAP_SHARED
+            if huge:
+                flags |= V.MAP_HUGETLB | huge & ~V.MFD_HUGETLB
+            area = mmap.mmap(-1, size, flags=flags)
             self._keep.append(area)
             address = ctypes.addressof(ctypes.c_char.from_buffer(area))
-            end = address + max(entry.size, PAGE_SIZE)
+            end = address + size
             fd = os.open(f"/proc/self/map_files/{address:x}-{end:x}", os.O_RDWR)
         fd = high_dup(fd, self.floor)
-        self._fill(fd, entry)
+        self._fill(fd, entry, huge)
         return fd
 
-    def _fill(self, fd, entry):
+    def _fill(self, fd, entry, huge):
         if not self.images.exists("SHMEM_PAGEMAP", entry.shmid):
             return
         pagemap = self.images.pagemap(entry.shmid, shmem=True)
-        for offset, chunk in self.images.pages_reader(pagemap).chunks():
+        chunks = self.images.pages_reader(pagemap).chunks()
+        if huge:
+            # hugetlbfs has no write(): its pages are filled through a mapping
+            import mmap
+            with mmap.mmap(fd, os.fstat(fd).st_size) as area:
+                for offset, chunk in chunks:
+                    area[offset:offset + len(chunk)] = chunk
+            return
+        for offset, chunk in chunks:
             done = 0
             while done < len(chunk):
                 done += os.pwrite(fd, chunk[done:], offset + done)

@@ -3,7 +3,7 @@ back; and the planning against CRIU 4.2's own logs."""
 
 import re
 
-from conftest import GOLDEN, reap_orphans, run_hiber
+from conftest import GOLDEN, checkpoint_restore, reap_orphans, run_hiber
 from hiber.images import vma as V
 from hiber.images.imagedir import ImageDir
 from hiber.kernel import proc
@@ -113,3 +113,11 @@ def test_marked_dump_plan_matches_criu_log():
     d = ImageDir(GOLDEN / "multi-proxy" / "images")
     for pid in d.keys("MM"):
         assert all(v.start >= 0x100000 for v in d.read_one("MM", pid).vmas)
+
+
+def test_a_process_without_vdso_comes_back_without(start_target, tmp_path):
+    t = start_target("novdso")
+    images = tmp_path / "images"
+    checkpoint_restore(t, images)
+    assert vdso_vvar_entries(ImageDir(images), t.pid) == ([], [])
+    t.check()

@@ -109,10 +109,12 @@ def _scan(pid, mappings, patterns):
     return None, None
 
 
-def find_syscall_instruction(pid):
+def find_syscall_instruction(pid, outside_vdso=False):
     """Address of a ``syscall`` instruction in an executable mapping of pid."""
     # the vdso first: it is always there and never changes under us
     ordered = sorted(_executable_mappings(pid), key=lambda m: m.path != "[vdso]")
+    if outside_vdso:
+        ordered = [m for m in ordered if m.path != "[vdso]"]
     address, _ = _scan(pid, ordered, [SYSCALL_INSN])
     if address is None:
         raise InjectionError(f"PID {pid} has no executable mapping with a syscall instruction")

@@ -25,6 +25,7 @@ from elftools.elf.elffile import ELFFile
 
 from ..errors import HiberError
 from ..images import vma as V
+from ..inject.remote import InjectionError, find_syscall_instruction
 from ..kernel import proc
 from .memory import free_gap
 
@@ -272,7 +273,8 @@ def place(task, decision, parked, read_pages):
     (None: the process had no vdso); ``read_pages`` (start, size) gives the
     dumped vdso's bytes."""
     if decision is None:
-        return  # a process without vdso: nothing to put back
+        _drop(task, parked)
+        return
     if decision.proxy:
         _build_proxy(task, decision, parked, read_pages)
         return
@@ -282,6 +284,22 @@ def place(task, decision, parked, read_pages):
     if decision.vvar and vvar_now != decision.vvar[0]:
         raise VdsoError(f"PID {decision.pid}: the vvar landed at 0x{vvar_now:x}, not at "
                         f"0x{decision.vvar[0]:x}")
+
+
+def _drop(task, parked):
+    """A process that had unmapped its vdso and vvar (or never had them)
+    must not find them again. The calls still to come (registers, threads)
+    need a syscall instruction: one of the process's own code takes over
+    from the vdso's before it goes."""
+    if not parked:
+        return
+    try:
+        task.gadget = find_syscall_instruction(task.pid, outside_vdso=True)
+    except InjectionError:
+        raise VdsoError(f"PID {task.pid}: had no vdso, and none of its code has a syscall "
+                        "instruction to restore it with") from None
+    for _, start, end in parked:
+        task.syscall("munmap", start, end - start)
 
 
 def _build_proxy(task, decision, parked, read_pages):

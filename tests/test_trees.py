@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from conftest import TARGETS_SRC, reap_orphans, run_hiber
+from conftest import TARGETS_SRC, checkpoint_restore, reap_orphans, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.kernel import proc
-from test_restore import checkpoint_restore
+
 
 
 def tree_pids(root):
@@ -152,4 +152,10 @@ def test_stopped_process_comes_back_stopped(start_target, tmp_path):
         time.sleep(0.01)
     assert proc.stat(t.pid).state == "T"
     os.kill(t.pid, signal.SIGCONT)
+    t.check()
+
+
+def test_zombies_of_every_kind_and_a_group_without_leader(start_target, tmp_path):
+    t = start_target("zombies")
+    checkpoint_restore(t, tmp_path / "images")
     t.check()

@@ -39,7 +39,8 @@ def check_sessions(plan):
         raise RestoreError(f"PID {root.pid} was not a session leader (its session is "
                            f"{root.sid}): restore it with --shell-job (-j) to put it in "
                            "hiber's session")
-    made = {}  # pid -> (sid, pgid) of processes created so far
+    in_tree = {p.pid for p in plan.processes}
+    made = {}  # pid -> (sid, pgid) of processes (and helpers) created so far
     for p in plan.processes:
         e = p.pstree
         parent = made.get(e.ppid)
@@ -48,6 +49,15 @@ def check_sessions(plan):
                 raise RestoreError(f"PID {e.pid} is in session {e.sid}, neither its own "
                                    f"nor its parent's: restore cannot rebuild that")
             leader = made.get(e.pgid)
+            if e.pgid not in (e.pid, parent[1], root.pgid) and leader is None \
+                    and e.pgid not in in_tree:
+                # the group's leader is gone: a helper with its PID, forked
+                # by this process's parent (same session), makes the group
+                # and goes once the parent's children are made
+                if plan.check_pids:
+                    check_pids_free([e.pgid])
+                plan.group_helpers.setdefault(e.ppid, []).append(e.pgid)
+                made[e.pgid] = leader = (e.sid, e.pgid)
             if e.pgid not in (e.pid, parent[1], root.pgid) and \
                     (leader is None or leader[0] != e.sid):
                 raise RestoreError(f"PID {e.pid} is in process group {e.pgid}, whose "

@@ -185,12 +185,31 @@ def stub_process(plan, p, stub_files, shared, writers, done):
         os.setpgid(0, pgid)
     if p.zombie:
         _die_as(p.core.tc.exit_code)
+    helpers = [_group_helper(pgid) for pgid in plan.group_helpers.get(e.pid, ())]
     for child in p.children:
         _fork_child(plan, child, stub_files, shared, writers)
+    for helper in helpers:
+        os.kill(helper, signal.SIGKILL)
+        os.waitpid(helper, 0)
     if done is not None:
         os.write(done, b"x")  # this subtree stands: the parent may go on
         os.close(done)
     _own_setup(plan, p, stub_files, shared, writers)
+
+
+def _group_helper(pgid):
+    """A process with the PID of a group leader that is gone, leading its
+    group until the members have joined it (a group lives on without its
+    leader, setpgid() needs one member to join). The caller kills and reaps
+    it before the tree runs: the restored processes never see it."""
+    parent = os.getpid()
+    pid = fork_with_pid(pgid)
+    if pid == 0:
+        _die_with_parent(parent)
+        while True:
+            time.sleep(3600)
+    os.setpgid(pid, pid)  # from here: no race with the members that join it
+    return pid
 
 
 def _fork_child(plan, child, stub_files, shared, writers):
@@ -216,10 +235,16 @@ def _fork_child(plan, child, stub_files, shared, writers):
 
 
 def _die_as(status):
-    """End as the dumped zombie ended: status is in wait() form."""
+    """End as the dumped zombie ended: status is in wait() form. A zombie
+    killed by a signal dies of it again; not dumpable first, so that a
+    signal whose default is to dump core (SIGSEGV, SIGABRT ...) writes no
+    core of the stub anywhere (fs/coredump.c skips tasks not dumpable). The
+    "core dumped" bit of the status is therefore not given back."""
     sig = status & 0x7f
     if sig:
-        signal.signal(sig, signal.SIG_DFL)
+        ctypes.CDLL(None, use_errno=True).prctl(core.PR_SET_DUMPABLE, 0, 0, 0, 0)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
     os._exit((status >> 8) & 0xff)

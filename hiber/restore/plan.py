@@ -49,6 +49,7 @@ class Plan:
         tree = images.read("PSTREE")
         if not tree or tree[0].ppid != 0:
             raise RestoreError("pstree.img: the first process must be the root (ppid 0)")
+        self.group_helpers = {}  # pid -> PIDs of the dead group leaders it stands in for
         self.processes = [self._process(p) for p in tree]
         self.by_pid = {p.pid: p for p in self.processes}
         self.root = self.processes[0]

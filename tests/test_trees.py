@@ -159,3 +159,9 @@ def test_zombies_of_every_kind_and_a_group_without_leader(start_target, tmp_path
     t = start_target("zombies")
     checkpoint_restore(t, tmp_path / "images")
     t.check()
+
+
+def test_memory_shared_copy_on_write_stays_shared(start_target, tmp_path):
+    t = start_target("cow")
+    checkpoint_restore(t, tmp_path / "images")
+    t.check()

@@ -11,7 +11,7 @@ pages file into the task by injected preadv calls.
 
 from ..errors import HiberError
 from ..images import vma as V
-from ..images.pagemap import PAGE_SIZE
+from ..images.pagemap import PAGE_SIZE, PageRun
 from ..kernel import proc
 from ..kernel.sys import IOV_MAX
 from . import mlock, uprobes, vmanames
@@ -19,6 +19,7 @@ from . import mlock, uprobes, vmanames
 # ---- restore half: build the image's address space inside a stub ----------
 
 MAP_FIXED = 0x10
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_GUARD_INSTALL = 102
 MADV_POPULATE_WRITE = 23
 POPULATE_MIN_BYTES = 64 << 10
@@ -42,6 +43,26 @@ def free_gap(occupied, size, floor=0x100000):
     return address
 
 
+def _outside(runs, ranges):
+    """The parts of the page runs outside the sorted (start, end) ranges (a
+    dump may write one run across two adjacent VMAs)."""
+    for r in runs:
+        vaddr, end = r.vaddr, r.end
+        for start, stop in ranges:
+            if stop <= vaddr or start >= end:
+                continue
+            if start > vaddr:
+                yield _piece(r, vaddr, start)
+            vaddr = max(vaddr, stop)
+        if vaddr < end:
+            yield _piece(r, vaddr, end)
+
+
+def _piece(run, start, end):
+    return PageRun(start, (end - start) // PAGE_SIZE, run.flags,
+                   run.pages_offset + start - run.vaddr)
+
+
 class MemoryRestore:
     """Creates every VMA of the image at its address and fills its pages,
     through syscalls injected into the stub (``remote``).
@@ -50,9 +71,13 @@ class MemoryRestore:
     VMA from; ``pages_fd`` is the task's fd of this process's pages file.
     """
 
-    def __init__(self, remote, vmas, pagemap, pages_fd, mapping_fd, scratch, scratch_size):
+    def __init__(self, remote, vmas, pagemap, pages_fd, mapping_fd, scratch, scratch_size,
+                 premapped=None):
         self.remote = remote
         self.vmas = [v for v in vmas if not v.status & NOT_RESTORED]
+        # start -> address of the VMA's premap, made and filled before the
+        # stub forked, shared copy-on-write with its family (resources/cow.py)
+        self.premapped = premapped or {}
         self.guards = [v for v in vmas if v.status & V.VMA_AREA_GUARD
                        and not v.status & V.VMA_AREA_REGULAR]
         # the vdso's dumped pages are not written back: the kernel's own vdso
@@ -60,6 +85,11 @@ class MemoryRestore:
         skipped = [(v.start, v.end) for v in vmas if v.status & NOT_RESTORED]
         runs = [r for r in pagemap.runs if r.present
                 and not any(s <= r.vaddr < e for s, e in skipped)]
+        premapped = sorted((v.start, v.end) for v in self.vmas if v.start in self.premapped)
+        all_pages = sum(r.nr_pages for r in runs)
+        runs = list(_outside(runs, premapped))
+        # the premaps' pages are in place already
+        self.pages_restored = all_pages - sum(r.nr_pages for r in runs)
         # pages of code that uprobes may have changed take their own path
         # (resources/uprobes.py); the rest are preadv'd into writable VMAs
         self.runs, self.code_runs = uprobes.split_code_runs(runs, self.vmas)
@@ -67,8 +97,7 @@ class MemoryRestore:
         self.mapping_fd = mapping_fd
         self.scratch = scratch
         self.scratch_size = scratch_size
-        self.pages_restored = 0
-        self._filled = self._vmas_with_pages()
+        self._filled = self._vmas_with_pages() | set(self.premapped)
 
     def _vmas_with_pages(self):
         """Starts of the VMAs that get pages: they are mapped writable first.
@@ -92,7 +121,7 @@ class MemoryRestore:
         start = 0
         for kept_start, kept_end in kept + [(None, None)]:
             end = kept_start if kept_start is not None else max(m.end for m in mappings)
-            if any(m.start < end and m.end > start for m in mappings):
+            if end > start and any(m.start < end and m.end > start for m in mappings):
                 self.remote.syscall("munmap", start, end - start)
             if kept_end is None:
                 break
@@ -100,6 +129,12 @@ class MemoryRestore:
 
     def create_vmas(self):
         for v in self.vmas:
+            if v.start in self.premapped:
+                # mremap moves page tables, not pages: the sharing stays
+                size = v.end - v.start
+                self.remote.syscall("mremap", self.premapped[v.start], size, size,
+                                    MREMAP_MAYMOVE | MREMAP_FIXED, v.start)
+                continue
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
             flags = mlock.mmap_flags(v) | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):

@@ -4,7 +4,10 @@
                      comes before anything is created
     kernel_areas.py  the vdso: in place or by proxy, decided with the plan
     fork.py          the stubs: every process with its PID, session and
-                     group; files and shared memory opened once, inherited
+                     group (a helper stands in for a dead group leader);
+                     files and shared memory opened once, inherited; private
+                     memory a family shares premapped before the fork, so it
+                     stays shared copy-on-write (resources/cow.py)
     rebuild.py       each stub, by injected syscalls, becomes its process:
                      memory, kernel areas, mm, signals, timers, threads
                      (threads.py), credentials

@@ -4,9 +4,12 @@ hiber forks the root stub with clone3 and the dumped PID. The root stub,
 still a copy of hiber, opens every file and shared-memory object of the
 tree once, then forks the children (each with its PID, session and group,
 in pre-order), so that what processes share they inherit, shared again.
-Each stub then sets up its own fds, cwd, umask and rlimits, reports its
-helper fds ("services") to hiber on its report pipe, and sleeps until hiber
-takes it over. A zombie's stub exits at once with the dumped status.
+Before forking its children a stub premaps the private memory it shares
+copy-on-write with its family (resources/cow.py), and makes a helper for
+each process group whose leader is gone. Each stub then sets up its own
+fds, cwd, umask and rlimits, reports its helper fds and premaps
+("services") to hiber on its report pipe, and sleeps until hiber takes it
+over. A zombie's stub exits at once with the dumped status.
 
 A stub that fails reports the reason in one line and exits; hiber then
 kills every stub (StubTree.kill): nothing half-made is left.
@@ -22,7 +25,7 @@ import time
 from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel.clone import fork_with_pid
-from ..resources import core, files, fs
+from ..resources import core, cow, files, fs
 from ..resources.files import memfd
 
 STUB_TIMEOUT = 30
@@ -185,6 +188,7 @@ def stub_process(plan, p, stub_files, shared, writers, done):
         os.setpgid(0, pgid)
     if p.zombie:
         _die_as(p.core.tc.exit_code)
+    cow.premap(plan, p)  # before the children fork: they inherit it, shared
     helpers = [_group_helper(pgid) for pgid in plan.group_helpers.get(e.pid, ())]
     for child in p.children:
         _fork_child(plan, child, stub_files, shared, writers)
@@ -265,6 +269,7 @@ def _own_setup(plan, p, stub_files, shared, writers):
             services["map"][key] = stub_files.map_fd(v.shmid, open_mode(v))
     for inode_id, fd in shared.fds.items():
         services["shmem"][str(inode_id)] = fd
+    services["premapped"] = {str(start): address for start, address in p.premapped.items()}
 
     core.set_own_rlimits(p.core.tc.rlimits.rlimits)
     report = (json.dumps(services) + "\n").encode()

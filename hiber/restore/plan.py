@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import RestoreError
-from ..resources import core, files, namespaces, vdso, vmanames
+from ..resources import core, cow, files, namespaces, vdso, vmanames
 from . import checks
 
 
@@ -32,6 +32,8 @@ class ProcessPlan:
     thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
     children: list = field(default_factory=list)      # ProcessPlans, pre-order
     services: dict = field(default_factory=dict)      # its stub's helper fds
+    share_ranges: set = field(default_factory=set)    # VMAs shared copy-on-write (cow.py)
+    premapped: dict = field(default_factory=dict)     # in its stub: VMA start -> premap
 
 
 class Plan:
@@ -60,6 +62,7 @@ class Plan:
                                    "listed before it")
             parent.children.append(p)
         checks.check_sessions(self)
+        cow.plan_sharing(self)
         if check_files:
             # what restore cannot rebuild; plan_vdso inspects such images too
             namespaces.refuse_namespaced_images(self.root_ids, self.process_ids)

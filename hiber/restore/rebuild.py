@@ -4,7 +4,8 @@ hiber seizes the stub (PTRACE_O_EXITKILL: if hiber dies, so does it) and,
 by syscalls injected into it, in an order that keeps each step possible:
 
     drop the stub's memory but a scratch area, park the kernel's areas
-    map every VMA of the image and fill its pages       (resources/memory.py)
+    map every VMA of the image and fill its pages, or
+    move its premap into place                          (resources/memory.py)
     put the kernel's vdso and vvar back, or a proxy     (kernel_areas.py)
     mm fields, sigactions, timers, signals of the task  (resources/core.py)
     the threads, with their TIDs                        (threads.py)
@@ -63,10 +64,14 @@ def rebuild(plan, p, options, progress=None):
         drain_pending_signals(task, scratch)
         parked = kernel_areas.park(task, areas, occupied)
 
+        premapped = {int(start): address for start, address in services["premapped"].items()}
         mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"],
                                    lambda v: services["map"][mapping_key(v)],
-                                   scratch, SCRATCH_SIZE)
-        mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked])
+                                   scratch, SCRATCH_SIZE, premapped)
+        premaps = [(premapped[v.start], premapped[v.start] + v.end - v.start)
+                   for v in p.mm.vmas if v.start in premapped]
+        mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked]
+                       + premaps)
         mem.create_vmas()
         mem.fill_pages(progress)
         fault_point(options, "rebuild")

@@ -1,0 +1,159 @@
+"""Private memory a parent and its children share copy-on-write.
+
+After fork() a parent and child see the same physical pages in their
+private anonymous mappings until one of them writes; the dump writes each
+process's pages apart, so a restore that fills each process on its own
+gives every child a private copy (more memory, and the sharing a program
+may measure through /proc/PID/pagemap is gone).
+
+The only way to make such sharing is fork(), so it is made before the
+stubs fork (restore/fork.py): a stub "premaps" each private anonymous VMA
+it shares with its parent or a child at a spare address (free in its own
+layout and in every image's), filled with its pages, then forks its
+children, which inherit the premaps. A child keeps the premaps of the VMAs
+it has at the same range, writes only the pages whose contents differ from
+its parent's and drops the pages it did not have; it unmaps the others.
+Once the stub is taken over, its premaps move to their places with mremap,
+which moves page tables, not pages: the sharing stays (memory.MemoryRestore).
+"""
+
+import ctypes
+import mmap
+import os
+
+from ..images import vma as V
+from ..images.pagemap import PAGE_SIZE
+from ..kernel import proc
+from .memory import free_gap
+
+# what a premapped area can stand for: plain anonymous private memory (a
+# growsdown stack, locked or hugetlb memory is created as before, unshared)
+SHAREABLE_FLAGS = V.MAP_PRIVATE | V.MAP_ANONYMOUS
+SPECIAL = V.VMA_AREA_VDSO | V.VMA_AREA_VVAR | V.VMA_AREA_VSYSCALL | V.VMA_AREA_GUARD
+MAP_FIXED_NOREPLACE = 0x100000
+COMPARE_BYTES = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def shareable(v):
+    return (v.status & V.VMA_AREA_REGULAR and v.status & V.VMA_ANON_PRIVATE
+            and not v.status & SPECIAL
+            and v.flags & ~V.MAP_NORESERVE == SHAREABLE_FLAGS)
+
+
+def plan_sharing(plan):
+    """For each live process, the (start, end) of the VMAs to premap: those
+    its parent or one of its children has too, at the same range."""
+    ranges = {p.pid: {(v.start, v.end) for v in p.mm.vmas if shareable(v)}
+              for p in plan.live}
+    for p in plan.live:
+        family = set()
+        parent = ranges.get(p.pstree.ppid)
+        if parent:
+            family |= parent
+        for child in p.children:
+            family |= ranges.get(child.pid, set())
+        p.share_ranges = ranges[p.pid] & family
+
+
+def premap(plan, p):
+    """In the stub of ``p``, before it forks: its premaps, the parent's
+    reused where the ranges match. Sets p.premapped (start -> address)."""
+    parent = plan.by_pid.get(p.pstree.ppid)
+    inherited = dict(parent.premapped) if parent is not None else {}
+    if parent is not None:
+        # the parent's premaps of ranges this process lacks are not its own
+        for v in parent.mm.vmas:
+            if v.start in inherited and (v.start, v.end) not in p.share_ranges:
+                _libc.munmap(inherited.pop(v.start), v.end - v.start)
+    if not p.share_ranges:
+        return
+    occupied = [(m.start, m.end) for m in proc.maps("self")]
+    occupied += [(v.start, v.end) for q in plan.live for v in q.mm.vmas]
+    runs = [r for r in p.pagemap.runs if r.present]
+    pages = os.open(plan.images.file_path("PAGES", p.pagemap.pages_id), os.O_RDONLY)
+    try:
+        for v in p.mm.vmas:
+            if (v.start, v.end) not in p.share_ranges:
+                continue
+            mine = _runs_within(runs, v.start, v.end)
+            if v.start in inherited:
+                _patch(inherited[v.start], v, mine, pages)
+                p.premapped[v.start] = inherited[v.start]
+            else:
+                p.premapped[v.start] = _new_premap(v, mine, pages, occupied)
+    finally:
+        os.close(pages)
+
+
+def _runs_within(runs, start, end):
+    """(address, size, file offset) of the dumped pages inside [start, end)."""
+    out = []
+    for r in runs:
+        lo, hi = max(r.vaddr, start), min(r.end, end)
+        if lo < hi:
+            out.append((lo, hi - lo, r.pages_offset + lo - r.vaddr))
+    return out
+
+
+def _new_premap(v, runs, pages, occupied):
+    size = v.end - v.start
+    address = free_gap(occupied, size)
+    got = _libc.mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+    if got != address:
+        raise OSError(ctypes.get_errno(), f"cannot premap 0x{v.start:x}-0x{v.end:x} "
+                      f"at 0x{address:x}: {os.strerror(ctypes.get_errno())}")
+    occupied.append((address, address + size))
+    for vaddr, n, offset in runs:
+        _read_exactly(pages, _view(address + vaddr - v.start, n), offset)
+    return address
+
+
+def _patch(address, v, runs, pages):
+    """Turn the parent's premap into this process's memory: pages that
+    differ are written (their sharing ends, as the child's own write ended
+    it), pages this process did not have are dropped (read as zero)."""
+    buffer = bytearray(min(COMPARE_BYTES, v.end - v.start))
+    scratch = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+    covered = v.start
+    for vaddr, n, offset in runs:
+        _drop(address, v.start, covered, vaddr)
+        covered = vaddr + n
+        done = 0
+        while done < n:
+            step = min(len(buffer), n - done)
+            _read_exactly(pages, memoryview(buffer)[:step], offset + done)
+            here = address + vaddr - v.start + done
+            if _libc.memcmp(here, ctypes.addressof(scratch), step):
+                for page in range(0, step, PAGE_SIZE):
+                    if _libc.memcmp(here + page, ctypes.addressof(scratch) + page, PAGE_SIZE):
+                        ctypes.memmove(here + page, ctypes.addressof(scratch) + page,
+                                       PAGE_SIZE)
+            done += step
+    _drop(address, v.start, covered, v.end)
+
+
+def _drop(address, vma_start, start, end):
+    if end > start and _libc.madvise(address + start - vma_start, end - start,
+                                     mmap.MADV_DONTNEED):
+        raise OSError(ctypes.get_errno(), "madvise(MADV_DONTNEED) of a premap failed")
+
+
+def _view(address, size):
+    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+
+
+def _read_exactly(fd, view, offset):
+    while len(view):
+        got = os.preadv(fd, [view], offset)
+        if got <= 0:
+            raise OSError(f"the pages file ended early at byte {offset}")
+        view, offset = view[got:], offset + got

@@ -84,6 +84,19 @@ def restore(images, *extra):
     return result
 
 
+def restore_refused(images, *words):
+    """The restore fails with one line naming ``words``, exit 1, creating
+    nothing; its log ends with the failure."""
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
+    message = result.stderr.decode()
+    assert result.returncode == 1, message
+    assert message.count("\n") == 1, message
+    for w in words:
+        assert w in message, message
+    assert "Restoring FAILED" in (images / "restore.log").read_text().splitlines()[-1]
+    return message
+
+
 def checkpoint_restore(t, images, dump_extra=(), restore_extra=()):
     """Dump then restore a target; it must be back, running, untraced."""
     from hiber.kernel import proc

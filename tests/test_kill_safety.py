@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import CHECK_SIGNAL, REPO, Target, build_target, reap_orphans, run_hiber
+from conftest import REPO, Target, build_target, reap_orphans, run_hiber
 from hiber.kernel import proc
 
 # kill points: (target, signal) -> how many

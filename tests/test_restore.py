@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import REPO, Target, checkpoint_restore, dump, restore, run_hiber
+from conftest import (REPO, Target, checkpoint_restore, dump, restore, restore_refused,
+                      run_hiber)
 from hiber.images.imagedir import ImageDir
 from hiber.images import vma as V
 from hiber.kernel import proc
@@ -117,20 +118,11 @@ def test_dump_restore_dump_restore(start_target, work, tmp_path):
 
 # ---- refusals: one line, exit code 1, no process created --------------------
 
-def refused(images, words, *extra):
-    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", *extra)
-    assert result.returncode == 1, result.stderr.decode()
-    message = result.stderr.decode()
-    assert message.count("\n") == 1 and words in message, message
-    assert "Restoring FAILED" in (images / "restore.log").read_text().splitlines()[-1]
-    return message
-
-
 def test_refuses_a_pid_in_use(start_target, tmp_path):
     t = start_target("simple")
     images = tmp_path / "images"
     dump(t, images, "-R")
-    refused(images, f"PID {t.pid} is already in use")
+    restore_refused(images, f"PID {t.pid} is already in use")
     t.check()
 
 
@@ -140,7 +132,7 @@ def test_refuses_a_mapped_file_that_changed_size(start_target, work, tmp_path):
     dump(t, images)
     with open(work / "data.bin", "ab") as f:
         f.write(b"more")
-    refused(images, "data.bin changed size since the dump")
+    restore_refused(images, "data.bin changed size since the dump")
     assert not proc.exists(t.pid)
 
 
@@ -151,7 +143,7 @@ def test_refuses_uprobes_images_without_the_option(start_target, tmp_path):
     inventory = ImageDir(images).inventory()
     inventory.allow_uprobes = True
     ImageDir(images).write("INVENTORY", None, [inventory])
-    message = refused(images, "")
+    message = restore_refused(images, "")
     assert message == ("hiber: Images were dumped with --allow-uprobes: make sure the same "
                        "uprobes are active, then restore with --allow-uprobes\n")
     assert not proc.exists(t.pid)
@@ -166,7 +158,7 @@ def test_refuses_a_damaged_image(start_target, tmp_path, damage):
     data = mm.read_bytes()
     mm.write_bytes(data[:len(data) // 2] if damage == "truncate"
                    else data[:12] + b"\xff" * (len(data) - 12))
-    refused(images, f"mm-{t.pid}.img")
+    restore_refused(images, f"mm-{t.pid}.img")
     assert not proc.exists(t.pid)
 
 
@@ -250,7 +242,7 @@ def test_refuses_a_program_rebuilt_to_the_same_size(tmp_path):
         dump(t, images)
         program.unlink()  # a text file busy until the process is gone
         shutil.copy(builds["2222"], program)
-        refused(images, "simple is not the ELF file of the dump (its build-id differs)")
+        restore_refused(images, "simple is not the ELF file of the dump (its build-id differs)")
         assert not proc.exists(t.pid)
         program.unlink()
         shutil.copy(builds["1111"], program)

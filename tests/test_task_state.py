@@ -9,22 +9,11 @@ import subprocess
 
 import pytest
 
-from conftest import checkpoint_restore, dump, reap_orphans, restore, run_hiber
+from conftest import checkpoint_restore, dump, reap_orphans, restore, restore_refused, run_hiber
 from hiber.images.imagedir import ImageDir
 from hiber.kernel import proc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def refused(images, *words):
-    """The restore fails with one line naming the state, creating nothing."""
-    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
-    message = result.stderr.decode()
-    assert result.returncode == 1, message
-    assert message.count("\n") == 1, message
-    for w in words:
-        assert w in message, message
-    return message
 
 
 def edit_core(images, tid, change):
@@ -166,7 +155,7 @@ def test_cpus_missing_here_are_refused(start_target, tmp_path):
     dump(t, images)
     tid = int(t.info["fifo"])
     edit_core(images, tid, lambda e: e.thread_core.cpu_affinity.extend([0, 4096]))
-    refused(images, f"core-{tid}.img", f"thread {tid}", "CPUs 4096 are not online")
+    restore_refused(images, f"core-{tid}.img", f"thread {tid}", "CPUs 4096 are not online")
     assert not proc.exists(t.pid)
 
 
@@ -205,7 +194,7 @@ def test_register_state_this_cpu_lacks_is_refused(start_target, tmp_path):
         entry.thread_info.fpregs.xsave.xstate_bv |= 1 << lacking[0]
     edit_core(images, t.pid, uses_it)
     name = {5: "AVX-512", 6: "AVX-512", 7: "AVX-512", 3: "MPX", 4: "MPX"}.get(lacking[0], "AMX")
-    refused(images, f"core-{t.pid}.img", f"thread {t.pid}", name, "this CPU does not have")
+    restore_refused(images, f"core-{t.pid}.img", f"thread {t.pid}", name, "this CPU does not have")
     assert not proc.exists(t.pid)
 
 
@@ -219,7 +208,7 @@ def test_criu_avx512_registers_are_refused_on_a_cpu_without(start_target, tmp_pa
     criu = ImageDir(GOLDEN / "single" / "images").read_one("CORE", 2429)
     t, images = _dumped_simple(start_target, tmp_path)
     edit_core(images, t.pid, lambda e: e.thread_info.fpregs.CopyFrom(criu.thread_info.fpregs))
-    refused(images, f"core-{t.pid}.img: thread {t.pid} was using AVX-512 registers")
+    restore_refused(images, f"core-{t.pid}.img: thread {t.pid} was using AVX-512 registers")
     assert not proc.exists(t.pid)
 
 
@@ -235,7 +224,7 @@ def test_capabilities_hiber_lacks_are_refused(start_target, tmp_path):
         c = entry.thread_core.creds
         c.cap_prm[bit // 32] |= 1 << (bit % 32)
     edit_core(images, t.pid, grant)
-    refused(images, f"core-{t.pid}.img", f"thread {t.pid}",
+    restore_refused(images, f"core-{t.pid}.img", f"thread {t.pid}",
             "which hiber itself lacks" if lacking else "which this kernel does not know")
     assert not proc.exists(t.pid)
 
@@ -251,7 +240,7 @@ def test_lsm_label_without_that_lsm_is_refused(start_target, tmp_path):
     inventory.lsmtype = 2
     d.write("INVENTORY", None, [inventory])
     edit_core(images, t.pid, lambda e: setattr(e.thread_core.creds, "lsm_profile", "hiber-test"))
-    refused(images, f"core-{t.pid}.img", "AppArmor", "'hiber-test'")
+    restore_refused(images, f"core-{t.pid}.img", "AppArmor", "'hiber-test'")
     assert not proc.exists(t.pid)
 
 
@@ -262,7 +251,7 @@ def test_damaged_seccomp_chain_is_refused(start_target, tmp_path):
         entry.thread_core.seccomp_mode = 2
         entry.thread_core.seccomp_filter = 7
     edit_core(images, t.pid, filtered)
-    refused(images, "seccomp.img", f"thread {t.pid}", "damaged")
+    restore_refused(images, "seccomp.img", f"thread {t.pid}", "damaged")
     assert not proc.exists(t.pid)
 
 
@@ -309,5 +298,5 @@ def test_membarrier_registration_comes_back(start_target, tmp_path):
 def test_thread_without_credentials_is_refused(start_target, tmp_path):
     t, images = _dumped_simple(start_target, tmp_path)
     edit_core(images, t.pid, lambda e: e.thread_core.ClearField("creds"))
-    refused(images, f"core-{t.pid}.img", "no credentials")
+    restore_refused(images, f"core-{t.pid}.img", "no credentials")
     assert not proc.exists(t.pid)

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
-from conftest import TARGETS_SRC, checkpoint_restore, reap_orphans, run_hiber
+from conftest import TARGETS_SRC, checkpoint_restore, dump, reap_orphans, restore, run_hiber
+from hiber.images.framing import encode_image, read_image
 from hiber.images.imagedir import ImageDir
+from hiber.images.magic import HEAD_RAW
 from hiber.kernel import proc
-
+from hiber.resources import core
 
 
 def tree_pids(root):
@@ -127,13 +129,73 @@ def test_python_program_with_threads_and_a_child(tmp_path):
 
 
 
+def assert_images_whole(images):
+    """Every image of the dir decodes (and encodes back to its bytes), and
+    the process tree agrees with the per-task images: a core for each
+    thread and for nothing else; mm, ids, fs, fds and pages for each live
+    process and for no zombie. Returns pstree.img's entries and their cores."""
+    d = ImageDir(images)
+    for f in d.files():
+        if f.type is not None and f.type.head != HEAD_RAW:
+            path = images / f.name
+            assert encode_image(read_image(path)) == path.read_bytes(), f.name
+    tree = d.read("PSTREE")
+    pids = [e.pid for e in tree]
+    assert tree[0].ppid == 0 and len(set(pids)) == len(pids)
+    for i, e in enumerate(tree[1:], 1):
+        assert e.ppid in pids[:i], f"{e.pid}'s parent {e.ppid} is not listed before it"
+    assert d.keys("CORE") == sorted(tid for e in tree for tid in e.threads)
+    cores = {e.pid: d.read_one("CORE", e.pid) for e in tree}
+    live = sorted(pid for pid, c in cores.items() if c.tc.task_state != core.TASK_DEAD)
+    for kind in ("MM", "IDS", "FS", "PAGEMAP"):
+        assert d.keys(kind) == live, kind
+    for pid in live:
+        d.pages_reader(d.pagemap(pid))  # the pages file holds what the pagemap says
+        d.read("FDINFO", d.read_one("IDS", pid).files_id)
+    return tree, cores
+
+
+def churn_children(images, root):
+    """The states of the children a dump of churn.c found; checks the dir
+    whole and each child the kind churn.c makes."""
+    tree, cores = assert_images_whole(images)
+    assert tree[0].pid == root and len(tree[0].threads) == 1
+    states = []
+    for e in tree[1:]:  # each a child of the root, asleep or dead of _exit(3)
+        assert e.ppid == root and e.threads[:] == [e.pid]
+        c = cores[e.pid].tc
+        assert c.task_state == core.TASK_ALIVE or \
+            (c.task_state == core.TASK_DEAD and c.exit_code == 3 << 8), c
+        states.append(c.task_state)
+    return states
+
+
+@pytest.mark.timeout(90)
 def test_children_born_and_dying_during_the_dump(start_target, tmp_path):
+    """Dumps of a tree that forks a child every millisecond, which lives up
+    to 1.5 ms: some that leave it running (until they have met both live and
+    dead children), then one that kills it. Each dump is checked whole, then
+    restored in turn (its PIDs are free once the previous one has ended) and
+    asked to check itself: every child it forked, those restored asleep or
+    as zombies included, reaped with exit status 3."""
     t = start_target("churn")
-    for i in range(5):
-        result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / f"run-{i}", "-R")
-        assert result.returncode == 0, result.stderr.decode()
-    checkpoint_restore(t, tmp_path / "images")
-    t.check()
+    at_dump = t.out_path.read_bytes()  # its stdout has a size check: put back each time
+    dirs, states = [], set()
+    while len(dirs) < 4 or (states != {core.TASK_ALIVE, core.TASK_DEAD} and len(dirs) < 15):
+        dirs.append(tmp_path / f"run-{len(dirs)}")
+        dump(t, dirs[-1], "-R")
+        states.update(churn_children(dirs[-1], t.pid))
+    assert states == {core.TASK_ALIVE, core.TASK_DEAD}, \
+        f"{len(dirs)} dumps did not meet both live and dead children"
+    dirs.append(tmp_path / "last")
+    dump(t, dirs[-1])
+    churn_children(dirs[-1], t.pid)
+    for images in dirs:
+        t.out_path.write_bytes(at_dump)
+        restore(images)
+        assert t.alive() and proc.stat(t.pid).ppid == os.getpid()
+        t.check()
+        reap_orphans()
 
 
 def test_stopped_process_comes_back_stopped(start_target, tmp_path):

@@ -26,7 +26,7 @@ from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel.clone import fork_with_pid
 from ..resources import core, cow, files, fs
-from ..resources.files import memfd
+from ..resources.files import memfd, regular
 
 STUB_TIMEOUT = 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
@@ -172,7 +172,8 @@ def stub_root(plan, writers):
     stub_files = files.StubFiles(plan.files, shared, floor, plan.shell_tty)
     for p in plan.live:
         for e in p.fdinfo:
-            stub_files.open_object(e.id)
+            if not regular.opens_late(plan.files, plan.files.entry(e.id)):
+                stub_files.open_object(e.id)
     stub_process(plan, plan.root, stub_files, shared, writers, done=None)
 
 

@@ -49,6 +49,7 @@ class Plan:
         self.files = files.FileImages(images)
         self.memfd_inodes = images.read_optional("MEMFD_INODE")
         tree = images.read("PSTREE")
+        self.files.tree_pids = frozenset(t for e in tree for t in [e.pid, *e.threads])
         if not tree or tree[0].ppid != 0:
             raise RestoreError("pstree.img: the first process must be the root (ppid 0)")
         self.group_helpers = {}  # pid -> PIDs of the dead group leaders it stands in for

@@ -86,11 +86,24 @@ def path_entry(table, pid, link, what):
 
 
 def of_the_tree(table, path):
-    """Whether ``path`` lies in the /proc directory of a task being dumped:
-    a restore opens files before it makes the processes they name. Another
-    process's files are checked at restore like any file (there or not)."""
+    """Whether ``path`` lies in the /proc directory of a task being dumped.
+    Such a cwd or root is refused: a stub enters them before the processes
+    they name exist. Fds of such files are opened late (opens_late)."""
+    return names_one_of(path, table.tree_tids)
+
+
+def names_one_of(path, pids):
     named = PROC_PID_FILE.match(path)
-    return named is not None and int(named[1]) in table.tree_tids
+    return named is not None and int(named[1]) in pids
+
+
+def opens_late(files, entry):
+    """A /proc/PID file of a process of the tree is opened by the stub that
+    holds it, once its own subtree is made, not by the root stub before any
+    other process exists: the PID is the same, so the path names the
+    restored process (a file such as /proc/PID/maps holds the mm it was
+    opened on, and a stub's mm is the one rebuilt into the process's)."""
+    return entry.HasField("reg") and names_one_of(entry.reg.name, files.tree_pids)
 
 
 def is_file_dir_or_device(fd):
@@ -104,9 +117,6 @@ def dump_fd(table, fd):
                               "hiber cannot dump deleted files yet")
     if not fd.link.startswith("/"):
         raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}: not supported yet")
-    if of_the_tree(table, fd.link):
-        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}, a file of a process "
-                              "being dumped: hiber cannot restore such /proc files yet")
     return dump_open_file(table, fd)
 
 
@@ -121,6 +131,8 @@ def dump_open_file(table, fd):
 # ---- restore -------------------------------------------------------------------
 
 def check(files, entry):
+    if names_one_of(entry.reg.name, files.tree_pids):
+        return  # a file of a process this restore makes: there once it is
     check_file(entry.reg)
 
 

@@ -22,6 +22,7 @@ class FileImages:
 
     def __init__(self, images):
         self.by_id = {f.id: f for f in images.read_optional("FILES")}
+        self.tree_pids = frozenset()    # the PIDs the restore makes (from pstree.img)
         self._data = {kind.name: kind.read_images(images) for kind in KINDS.kinds
                       if kind.read_images is not None}
 

@@ -217,13 +217,11 @@ def test_stopped_process_comes_back_stopped(start_target, tmp_path):
     t.check()
 
 
-def test_zombies_of_every_kind_and_a_group_without_leader(start_target, tmp_path):
-    t = start_target("zombies")
-    checkpoint_restore(t, tmp_path / "images")
-    t.check()
-
-
-def test_memory_shared_copy_on_write_stays_shared(start_target, tmp_path):
-    t = start_target("cow")
+@pytest.mark.parametrize("target", [
+    "zombies",  # zombies of every kind, and a group whose leader is gone
+    "cow",      # private memory shared copy-on-write stays shared
+])
+def test_family_state_comes_back(start_target, tmp_path, target):
+    t = start_target(target)
     checkpoint_restore(t, tmp_path / "images")
     t.check()

@@ -171,7 +171,7 @@ def test_dump_state_target(state_target, tmp_path):
     private = [struct.unpack_from("<i", s.siginfo)[0] for s in leader.thread_core.signals_p.signals]
     shared = [s.siginfo for s in tc.signals_s.signals]
     assert private == [signal.SIGUSR2]
-    assert [struct.unpack_from("<i", s)[0] for s in shared] == [SIGRTMIN + 5]
+    assert [struct.unpack_from("<i", s)[0] for s in shared] == [signal.SIGTRAP, SIGRTMIN + 5]
     assert struct.unpack_from("<i", shared[0], 24)[0] == 42  # si_value
     assert tc.timers.real.isec == 100 and 0 < tc.timers.real.vsec <= 100
     (posix,) = tc.timers.posix

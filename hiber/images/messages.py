@@ -451,6 +451,21 @@ S.message("eventfd_file_entry",
           # hiber's own (see HIBER_FIELDS): reads take one (EFD_SEMAPHORE)
           optional(HIBER_FIELDS, "semaphore", "bool"))
 
+S.message("eventpoll_tfd_entry",
+          required(1, "id", "uint32"),
+          required(2, "tfd", "uint32"),
+          required(3, "events", "uint32"),
+          required(4, "data", "uint64"),
+          optional(5, "dev", "uint32"),
+          optional(6, "inode", "uint64"),
+          optional(7, "pos", "uint64"))
+
+S.message("eventpoll_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32"),
+          required(3, "fown", "fown_entry"),
+          repeated(4, "tfd", "eventpoll_tfd_entry"))
+
 S.message("signalfd_entry",
           required(1, "id", "uint32"),
           required(2, "flags", "uint32", hex=True),
@@ -477,6 +492,7 @@ S.message("file_entry",
           required(2, "id", "uint32"),
           optional(3, "reg", "reg_file_entry"),
           optional(8, "efd", "eventfd_file_entry"),
+          optional(9, "epfd", "eventpoll_file_entry"),
           optional(10, "sgfd", "signalfd_entry"),
           optional(12, "tfd", "timerfd_entry"),
           optional(17, "fifo", "fifo_entry"),

@@ -131,6 +131,23 @@ def _kcmp(child):
     return "shared objects between processes are recognised"
 
 
+def _kcmp_epoll(child):
+    import select
+    from .sys import is_epoll_target
+    ep = select.epoll()
+    r, w = os.pipe()
+    try:
+        ep.register(r, select.EPOLLIN)
+        if not is_epoll_target(os.getpid(), r, os.getpid(), ep.fileno(), r):
+            raise ProbeFailed("kcmp(KCMP_EPOLL_TFD) does not find an epoll's watch "
+                              "(CONFIG_EPOLL or CONFIG_KCMP off)")
+    finally:
+        ep.close()
+        os.close(r)
+        os.close(w)
+    return "an epoll's watched files are told apart"
+
+
 def _seccomp_filters(child):
     with _stopped(child):
         try:
@@ -229,6 +246,7 @@ PROBES = [
     Probe("timer_restore_ids", "POSIX timers come back only if their ids are 0, 1, 2...",
           _timer_ids),
     Probe("kcmp", "shared fds/memory between processes are not recognised", _kcmp),
+    Probe("kcmp_epoll", "no dump of an epoll instance", _kcmp_epoll),
     Probe("loginuid", "the audit loginuid of restored processes is hiber's", _loginuid),
     Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
     Probe("seccomp_suspend", "no dump of a process under a seccomp filter", _seccomp_suspend),

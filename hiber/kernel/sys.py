@@ -98,6 +98,24 @@ def kcmp(pid1, pid2, kind, idx1=0, idx2=0):
     return syscall("kcmp", pid1, pid2, kind, idx1, idx2)
 
 
+KCMP_EPOLL_TFD = 7
+
+
+class kcmp_epoll_slot(ctypes.Structure):
+    _fields_ = [("efd", ctypes.c_uint32), ("tfd", ctypes.c_uint32), ("toff", ctypes.c_uint32)]
+
+
+def is_epoll_target(pid, fd, epoll_pid, epfd, tfd, toff=0):
+    """Whether fd of pid is the file registered in epoll epfd of epoll_pid
+    as (tfd, toff): toff counts the registrations with the same fd number
+    (kcmp(2), KCMP_EPOLL_TFD)."""
+    slot = kcmp_epoll_slot(epfd, tfd, toff)
+    try:
+        return kcmp(pid, epoll_pid, KCMP_EPOLL_TFD, fd, ctypes.addressof(slot)) == 0
+    except OSError:
+        return False
+
+
 def get_robust_list(tid):
     head = ctypes.c_ulong()
     length = ctypes.c_size_t()

@@ -110,8 +110,10 @@ class Plan:
 
     @property
     def fd_floor(self):
-        """Temporary and helper fds live above every fd of every process."""
-        return max([e.fd for p in self.live for e in p.fdinfo] + [2]) + 1
+        """Temporary and helper fds live above every fd of every process,
+        and above every fd number an epoll watch was added with."""
+        return max([e.fd for p in self.live for e in p.fdinfo] + [2]
+                   + self.files.watched_numbers()) + 1
 
 
 def _own_terminal():

@@ -10,6 +10,9 @@ fifo-data.img, memfd.img).
     pipe.py       pipes and their queued data
     fifo.py       named pipes and their queued data
     memfd.py      memfds and shared anonymous memory (both halves)
+    eventfd.py, signalfd.py, timerfd.py
+                  event counters, signal and timer fds
+    epoll.py      epoll instances and their watches
     dumping.py    FileTable: files.img and fdinfo entries of a dump
     restoring.py  FileImages (read and check), StubFiles (open in the stub)
     owners.py     the owner and signal of an open file (F_SETOWN, F_SETSIG)

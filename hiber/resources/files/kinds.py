@@ -2,13 +2,14 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
-from . import eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
+from . import epoll, eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
 from .table import Table
 
 KINDS = Table(
     pipe.KIND,      # links "pipe:[N]"; before FIFOs, as pipes are S_ISFIFO too
     fifo.KIND,
     eventfd.KIND,
+    epoll.KIND,
     signalfd.KIND,
     timerfd.KIND,
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files

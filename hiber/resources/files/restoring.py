@@ -35,6 +35,10 @@ class FileImages:
     def data(self, kind):
         return self._data[kind.name]
 
+    def watched_numbers(self):
+        """fd numbers an epoll watch names (they may hold no fd now)."""
+        return [w.tfd for f in self.by_id.values() if f.HasField("epfd") for w in f.epfd.tfd]
+
     def check(self, file_ids):
         """Refuse, in one line, what could not be restored right."""
         for file_id in sorted(file_ids):
@@ -83,6 +87,12 @@ class StubFiles(KindStates):
             self.open_object(e.id)
         for e in fdinfo_entries:
             os.dup2(self.opened[e.id], e.fd, inheritable=not e.flags & 1)
+        fd_ids = {e.fd: e.id for e in fdinfo_entries}
+        for e in fdinfo_entries:
+            f = self.files.entry(e.id)
+            kind = KINDS.of_entry(f)
+            if kind.install is not None:
+                kind.install(self, f, e.fd, fd_ids)
         self.close_temporaries()
         owners.rearm_async(self.files, fdinfo_entries)
 

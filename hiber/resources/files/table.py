@@ -106,6 +106,9 @@ class Kind:
     # (ImageDir) -> data: the images the kind writes beside files.img (pipe
     # data ...), read back before a restore creates anything
     read_images: Callable = None
+    # (stub, entry, fd, {fd number: file id}) once every fd of the process is
+    # at its number: what needs those numbers (an epoll's watches)
+    install: Callable = None
 
 
 class KindStates:

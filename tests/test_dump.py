@@ -172,7 +172,7 @@ def test_dump_state_target(state_target, tmp_path):
     shared = [s.siginfo for s in tc.signals_s.signals]
     assert private == [signal.SIGUSR2]
     assert [struct.unpack_from("<i", s)[0] for s in shared] == [signal.SIGTRAP, SIGRTMIN + 5]
-    assert struct.unpack_from("<i", shared[0], 24)[0] == 42  # si_value
+    assert struct.unpack_from("<i", shared[1], 24)[0] == 42  # si_value
     assert tc.timers.real.isec == 100 and 0 < tc.timers.real.vsec <= 100
     (posix,) = tc.timers.posix
     assert (posix.clock_id, posix.si_signo, posix.isec) == (1, SIGRTMIN + 3, 50)

@@ -275,7 +275,12 @@ def posix_timers(pid, remote, scratch):
         timer_id = int(fields["ID"])
         signo, sival = fields["signal"].split("/")
         notify, _, target = fields["notify"].partition("/")
-        clock = int(fields["ClockID"])
+        # CPU-time clocks are negative: glibc turns CLOCK_PROCESS_CPUTIME_ID and
+        # CLOCK_THREAD_CPUTIME_ID into the kernel's own encodings (-6, -2) and
+        # pthread_getcpuclockid() gives ~TID << 3 | 6; the image keeps the
+        # clockid_t's 32 bits as an uint32, as CRIU does (restore passes them
+        # back, and the kernel reads clockid_t from the low 32 bits).
+        clock = int(fields["ClockID"]) & 0xffffffff
         remote.syscall("timer_gettime", timer_id, scratch)
         isec, insec, vsec, vnsec = struct.unpack("<qqqq", remote.read(scratch, 32))
         overrun = remote.syscall("timer_getoverrun", timer_id)

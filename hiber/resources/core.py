@@ -3,7 +3,8 @@ rlimits, credentials, rseq, ...), spec §2.3-§2.10.
 
 Per-thread facts come from ptrace and /proc; what only the task itself can
 tell (sigactions, sigaltstack, itimers, POSIX timer values, prctl values)
-comes from syscalls injected into it.
+comes from syscalls injected into it. Timers have a module of their own
+(timers.py).
 """
 
 import ctypes
@@ -15,7 +16,7 @@ from ..images.messages import classes
 from ..kernel import cpu, proc
 from ..kernel import ptrace as pt
 from ..kernel.sys import get_robust_list, syscall
-from . import creds, mlock, sched
+from . import creds, mlock, sched, timers
 
 log = logging.getLogger(__name__)
 
@@ -251,50 +252,6 @@ def sigactions(remote, scratch):
             for handler, flags, restorer, mask in SIGACTION.iter_unpack(raw)]
 
 
-def itimers(remote, scratch):
-    timers = []
-    for which in (0, 1, 2):  # ITIMER_REAL, VIRTUAL, PROF
-        remote.syscall("getitimer", which, scratch)
-        isec, iusec, vsec, vusec = struct.unpack("<qqqq", remote.read(scratch, 32))
-        timers.append(C["itimer_entry"](isec=isec, iusec=iusec, vsec=vsec, vusec=vusec))
-    return timers
-
-
-def posix_timers(pid, remote, scratch):
-    """Every POSIX timer: /proc/PID/timers has ids, signal, clock; the values
-    come from timer_gettime() inside the task (kernel-facts)."""
-    out = []
-    timers = []  # one dict of "key: value" lines per timer, each opened by "ID:"
-    for line in proc.read_text(pid, "timers").splitlines():
-        key, _, value = line.partition(": ")
-        if key == "ID":
-            timers.append({})
-        timers[-1][key] = value
-    notify_kinds = {"signal": 0, "none": 1, "thread": 2}
-    for fields in timers:
-        timer_id = int(fields["ID"])
-        signo, sival = fields["signal"].split("/")
-        notify, _, target = fields["notify"].partition("/")
-        # CPU-time clocks are negative: glibc turns CLOCK_PROCESS_CPUTIME_ID and
-        # CLOCK_THREAD_CPUTIME_ID into the kernel's own encodings (-6, -2) and
-        # pthread_getcpuclockid() gives ~TID << 3 | 6; the image keeps the
-        # clockid_t's 32 bits as an uint32, as CRIU does (restore passes them
-        # back, and the kernel reads clockid_t from the low 32 bits).
-        clock = int(fields["ClockID"]) & 0xffffffff
-        remote.syscall("timer_gettime", timer_id, scratch)
-        isec, insec, vsec, vnsec = struct.unpack("<qqqq", remote.read(scratch, 32))
-        overrun = remote.syscall("timer_getoverrun", timer_id)
-        entry = C["posix_timer_entry"](
-            it_id=timer_id, clock_id=clock, si_signo=int(signo),
-            it_sigev_notify=notify_kinds.get(notify, 0), sival_ptr=int(sival, 16),
-            overrun=overrun, isec=isec, insec=insec, vsec=vsec, vnsec=vnsec)
-        if target.startswith("tid."):
-            entry.it_sigev_notify = 4  # SIGEV_THREAD_ID
-            entry.notify_thread_id = int(target[4:])
-        out.append(entry)
-    return out
-
-
 def zombie_core(pid):
     """The core of a zombie: its state and exit status only (spec §2.3); the
     status is kept in wait() form (exit code << 8, or the killing signal)."""
@@ -311,11 +268,7 @@ def task_core(pid, frozen, remote, scratch):
         task_state=TASK_STOPPED if frozen.stopped else TASK_ALIVE, exit_code=0,
         personality=int(proc.read_text(pid, "personality").strip(), 16), flags=s.flags,
         blk_sigset=remote.saved_sigmask, comm=s.comm)
-    real, virt, prof = itimers(remote, scratch)
-    tc.timers.real.CopyFrom(real)
-    tc.timers.virt.CopyFrom(virt)
-    tc.timers.prof.CopyFrom(prof)
-    tc.timers.posix.extend(posix_timers(pid, remote, scratch))
+    tc.timers.CopyFrom(timers.dump(pid, remote, scratch))
     limits = proc.limits(pid)[:RLIMIT_COUNT]
     tc.rlimits.rlimits.extend(C["rlimit_entry"](cur=c, max=m) for c, m in limits)
     shared = pt.peek_siginfos(pid, shared=True)
@@ -359,9 +312,7 @@ PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_THP_DISABLE = 41
-PR_TIMER_CREATE_RESTORE_IDS = 77
 SS_DISABLE = 2
-SIGEV_THREAD_ID = 4
 
 
 def restore_mm(remote, scratch, mm, exe_fd):
@@ -390,44 +341,6 @@ def restore_sigactions(remote, scratch, sigactions):
     for sig, sa in zip(_signals_without_kill_and_stop(), sigactions):
         remote.write(scratch, struct.pack("<QQQQ", sa.sigaction, sa.flags, sa.restorer, sa.mask))
         remote.syscall("rt_sigaction", sig, scratch, 0, 8)
-
-
-def restore_itimers(remote, scratch, timers):
-    for which, t in enumerate((timers.real, timers.virt, timers.prof)):
-        vsec, vusec = t.vsec, t.vusec
-        if (vsec, vusec) == (0, 0) and (t.isec, t.iusec) != (0, 0):
-            vsec, vusec = t.isec, t.iusec  # as CRIU: an expired periodic timer re-arms
-        remote.write(scratch, struct.pack("<qqqq", t.isec, t.iusec, vsec, vusec))
-        remote.syscall("setitimer", which, scratch, 0)
-
-
-def restore_posix_timers(remote, scratch, timers):
-    """Each timer with its own id: PR_TIMER_CREATE_RESTORE_IDS makes
-    timer_create take the id from *timerid (Linux 6.16+); older kernels hand
-    out ids in order, so create them in order and check."""
-    if not timers:
-        return
-    explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) == 0
-    try:
-        for t in sorted(timers, key=lambda t: t.it_id):
-            notify = t.it_sigev_notify
-            tid = t.notify_thread_id if t.HasField("notify_thread_id") else 0
-            sigevent = struct.pack("<Qiii", t.sival_ptr, t.si_signo, notify, tid).ljust(64, b"\0")
-            remote.write(scratch, sigevent)
-            remote.write(scratch + 64, struct.pack("<i", t.it_id))
-            remote.syscall("timer_create", t.clock_id, scratch, scratch + 64)
-            got = struct.unpack("<i", remote.read(scratch + 64, 4))[0]
-            if got != t.it_id:
-                raise HiberError(f"PID {remote.pid}: POSIX timer {t.it_id} came back as "
-                                 f"{got}; this kernel cannot restore timer ids")
-            vsec, vnsec = t.vsec, t.vnsec
-            if (vsec, vnsec) == (0, 0) and (t.isec, t.insec) != (0, 0):
-                vsec, vnsec = t.isec, t.insec
-            remote.write(scratch, struct.pack("<qqqq", t.isec, t.insec, vsec, vnsec))
-            remote.syscall("timer_settime", t.it_id, 0, scratch, 0)
-    finally:
-        if explicit:
-            remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0)
 
 
 def set_own_rlimits(limits):
@@ -467,7 +380,7 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     if tc.personality:
         remote.syscall("personality", tc.personality)
     restore_sigactions(remote, scratch, tc.sigactions)
-    restore_itimers(remote, scratch, tc.timers)
+    timers.restore_itimers(remote, scratch, tc.timers)
     if tc.child_subreaper:
         remote.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
     queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True)

@@ -6,8 +6,9 @@ by syscalls injected into it, in an order that keeps each step possible:
     drop the stub's memory but a scratch area, park the kernel's areas
     map every VMA of the image and fill its pages       (resources/memory.py)
     put the kernel's vdso and vvar back, or a proxy     (kernel_areas.py)
-    mm fields, sigactions, timers, signals of the task  (resources/core.py)
+    mm fields, sigactions, itimers, signals of the task (resources/core.py)
     the threads, with their TIDs                        (threads.py)
+    POSIX timers, once the threads they signal exist    (resources/timers.py)
     memfd seals, then closing the stub's helper fds
     credentials last: after them the task may no longer be allowed the rest
 """
@@ -20,7 +21,7 @@ from ..inject.remote import RemoteTask
 from ..kernel import proc
 from ..kernel import ptrace as pt
 from ..progress import progress_bar
-from ..resources import core, memory, vdso
+from ..resources import core, memory, timers, vdso
 from ..resources.files import memfd
 from . import kernel_areas, threads
 from .fork import mapping_key
@@ -77,7 +78,7 @@ def rebuild(plan, p, options, progress=None):
         core.restore_thread(task, scratch, p.pid, p.pid, p.core)
         threads.restore_threads(task, scratch, p)
         # after the threads: a timer may signal one of them (SIGEV_THREAD_ID)
-        core.restore_posix_timers(task, scratch, p.core.tc.timers.posix)
+        timers.restore_posix_timers(task, scratch, p.core.tc.timers.posix)
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)

@@ -357,10 +357,14 @@ def set_own_rlimits(limits):
                              "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
 
 
-def queue_signals(remote, scratch, pid, tid, queue, shared):
+def queue_signals(remote, scratch, pid, tid, queue, shared, timer_ids=frozenset()):
     """Queue dumped siginfos again: rt_sigqueueinfo from the task to itself
-    may carry any si_code (the kernel only refuses it towards others)."""
+    may carry any si_code (the kernel only refuses it towards others). The
+    signal of one of the process's POSIX timers (``timer_ids``) is left to
+    that timer, which expires at once (timers.restore_posix_timers)."""
     for s in queue.signals:
+        if timers.fired_timer(s.siginfo) in timer_ids:
+            continue
         signo = struct.unpack_from("<i", s.siginfo)[0]
         remote.write(scratch, s.siginfo)
         if shared:
@@ -383,7 +387,8 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     timers.restore_itimers(remote, scratch, tc.timers)
     if tc.child_subreaper:
         remote.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
-    queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True)
+    queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True,
+                  timer_ids=timers.posix_timer_ids(core))
     if tc.HasField("oom_score_adj"):
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(tc.oom_score_adj))
@@ -393,8 +398,9 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     mlock.restore_mlockall(remote, tc)  # last: no mapping of the restore's may follow
 
 
-def restore_thread(remote, scratch, pid, tid, core):
-    """Per-thread state; runs inside thread ``tid``."""
+def restore_thread(remote, scratch, pid, tid, core, timer_ids=frozenset()):
+    """Per-thread state; runs inside thread ``tid``. ``timer_ids``: the ids
+    of the process's POSIX timers (see queue_signals)."""
     th = core.thread_core
     sas = th.sas
     if sas.ss_flags & SS_DISABLE:
@@ -418,7 +424,7 @@ def restore_thread(remote, scratch, pid, tid, core):
                      | tls.seg_not_present << 5 | tls.usable << 6)
             desc = pt.user_desc(tls.entry_number, tls.base_addr, tls.limit, flags)
             pt.ptrace(pt.PTRACE_SET_THREAD_AREA, tid, tls.entry_number, ctypes.addressof(desc))
-    queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False)
+    queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False, timer_ids=timer_ids)
     # scheduling, CPUs, credentials and seccomp come last (resources/taskstate.py)
 
 

@@ -13,7 +13,8 @@ from ..kernel import proc
 C = classes
 
 PR_TIMER_CREATE_RESTORE_IDS = 77
-SIGEV_THREAD_ID = 4
+SIGEV_NONE, SIGEV_THREAD_ID = 1, 4
+SI_TIMER = -2
 
 
 def dump(pid, remote, scratch):
@@ -78,12 +79,38 @@ def restore_itimers(remote, scratch, timers):
         remote.syscall("setitimer", which, scratch, 0)
 
 
-def restore_posix_timers(remote, scratch, timers):
+def posix_timer_ids(core):
+    """The ids of a process's POSIX timers (``core`` is its leader's)."""
+    return frozenset(t.it_id for t in core.tc.timers.posix)
+
+
+def fired_timer(siginfo):
+    """The id of the POSIX timer whose expiry queued this siginfo, or None:
+    the kernel queues it with si_code SI_TIMER and the timer id in si_tid,
+    the first field of the union at byte 16."""
+    if struct.unpack_from("<i", siginfo, 8)[0] != SI_TIMER:
+        return None
+    return struct.unpack_from("<i", siginfo, 16)[0]
+
+
+def restore_posix_timers(remote, scratch, timers, signal_queues):
     """Each timer with its own id: PR_TIMER_CREATE_RESTORE_IDS makes
     timer_create take the id from *timerid (Linux 6.16+); older kernels hand
-    out ids in order, so create them in order and check."""
+    out ids in order, so create them in order and check.
+
+    A timer whose signal was pending at the dump (in one of the process's
+    ``signal_queues``) expires at once instead, while the task is still
+    stopped, so that its own signal is pending again. The kernel queues one
+    signal per timer, its own preallocated one, and fills in si_overrun and
+    re-arms a periodic timer only when that one is taken
+    (__posixtimer_deliver_signal); a copy queued with rt_sigqueueinfo would
+    be a second signal beside it, with no overrun count. queue_signals()
+    leaves those siginfos out. What is lost: the phase of the next expiry
+    within one interval, and the expirations counted before the dump (the
+    kernel shows neither); a CPU-time timer fires once the task has run."""
     if not timers:
         return
+    pending = {fired_timer(s.siginfo) for queue in signal_queues for s in queue.signals}
     explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) == 0
     try:
         for t in sorted(timers, key=lambda t: t.it_id):
@@ -100,6 +127,8 @@ def restore_posix_timers(remote, scratch, timers):
             vsec, vnsec = t.vsec, t.vnsec
             if (vsec, vnsec) == (0, 0) and (t.isec, t.insec) != (0, 0):
                 vsec, vnsec = t.isec, t.insec
+            if t.it_id in pending and notify != SIGEV_NONE:
+                vsec, vnsec = 0, 1
             remote.write(scratch, struct.pack("<qqqq", t.isec, t.insec, vsec, vnsec))
             remote.syscall("timer_settime", t.it_id, 0, scratch, 0)
     finally:

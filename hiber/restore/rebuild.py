@@ -75,10 +75,12 @@ def rebuild(plan, p, options, progress=None):
         kernel_areas.place(task, p, parked)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
-        core.restore_thread(task, scratch, p.pid, p.pid, p.core)
+        core.restore_thread(task, scratch, p.pid, p.pid, p.core, timers.posix_timer_ids(p.core))
         threads.restore_threads(task, scratch, p)
         # after the threads: a timer may signal one of them (SIGEV_THREAD_ID)
-        timers.restore_posix_timers(task, scratch, p.core.tc.timers.posix)
+        queues = [p.core.tc.signals_s, p.core.thread_core.signals_p,
+                  *(c.thread_core.signals_p for c in p.thread_cores.values())]
+        timers.restore_posix_timers(task, scratch, p.core.tc.timers.posix, queues)
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)

@@ -13,6 +13,9 @@ from ..kernel import proc
 C = classes
 
 PR_TIMER_CREATE_RESTORE_IDS = 77
+RESTORE_IDS_OFF, RESTORE_IDS_ON, RESTORE_IDS_GET = 0, 1, 2
+CLOCK_MONOTONIC = 1
+INT_MAX = (1 << 31) - 1
 SIGEV_NONE, SIGEV_THREAD_ID = 1, 4
 SI_TIMER = -2
 
@@ -22,7 +25,60 @@ def dump(pid, remote, scratch):
     real, virt, prof = itimers(remote, scratch)
     entry = C["task_timers_entry"](real=real, virt=virt, prof=prof)
     entry.posix.extend(posix_timers(pid, remote, scratch))
+    in_use = {t.it_id for t in entry.posix}
+    next_id = next_timer_id(remote, scratch, in_use)
+    if next_id is not None and next_id != _next_after_restore(in_use):
+        entry.next_posix_timer_id = next_id
     return entry
+
+
+def _next_after_restore(in_use):
+    """The next id a restore that made these timers, by rising id, leaves
+    (the kernel's counter goes one past each id requested)."""
+    return max(in_use) + 1 if in_use else 0
+
+
+def _sigevent_none():
+    return struct.pack("<Qiii", 0, 0, SIGEV_NONE, 0).ljust(64, b"\0")
+
+
+def next_timer_id(remote, scratch, in_use):
+    """The id the process's next timer_create() would get: one timer is
+    made and deleted to learn it (the kernel shows its id counter nowhere),
+    then the counter is put back. None on kernels without
+    PR_TIMER_CREATE_RESTORE_IDS, which could not put it back."""
+    mode = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_GET, 0, 0, 0)
+    if mode < 0:
+        return None
+    try:
+        remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, 0, 0, 0)
+        remote.write(scratch, _sigevent_none())
+        if remote.syscall_raw("timer_create", CLOCK_MONOTONIC, scratch, scratch + 64) < 0:
+            return None  # no timer allowed now (RLIMIT_SIGPENDING): nothing moved
+        probe = struct.unpack("<i", remote.read(scratch + 64, 4))[0]
+        remote.undo_syscall("timer_delete", probe)
+        remote.undo_syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_ON, 0, 0, 0)
+        set_next_timer_id(remote, scratch, in_use, probe, remote.undo_syscall)
+        return probe
+    finally:
+        remote.undo_syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, mode, 0, 0, 0)
+
+
+def set_next_timer_id(remote, scratch, in_use, next_id, call):
+    """Make ``next_id`` the id of the process's next timer_create(), with
+    PR_TIMER_CREATE_RESTORE_IDS on: a timer made with a requested id moves
+    the kernel's counter to one past it, and a plain timer_create() takes
+    the first free id from the counter on, wrapping at INT_MAX
+    (posix_timer_add). So request (and delete) the highest free id below
+    ``next_id``, counting down from it past 0 to INT_MAX; the ids between
+    are in use and will be skipped. ``call`` runs a syscall in the task."""
+    free = (next_id - 1) & INT_MAX
+    while free in in_use:
+        free = (free - 1) & INT_MAX
+    remote.write(scratch, _sigevent_none())
+    remote.write(scratch + 64, struct.pack("<i", free))
+    call("timer_create", CLOCK_MONOTONIC, scratch, scratch + 64)
+    call("timer_delete", free)
 
 
 def itimers(remote, scratch):
@@ -93,7 +149,7 @@ def fired_timer(siginfo):
     return struct.unpack_from("<i", siginfo, 16)[0]
 
 
-def restore_posix_timers(remote, scratch, timers, signal_queues):
+def restore_posix_timers(remote, scratch, task_timers, signal_queues):
     """Each timer with its own id: PR_TIMER_CREATE_RESTORE_IDS makes
     timer_create take the id from *timerid (Linux 6.16+); older kernels hand
     out ids in order, so create them in order and check.
@@ -107,11 +163,18 @@ def restore_posix_timers(remote, scratch, timers, signal_queues):
     be a second signal beside it, with no overrun count. queue_signals()
     leaves those siginfos out. What is lost: the phase of the next expiry
     within one interval, and the expirations counted before the dump (the
-    kernel shows neither); a CPU-time timer fires once the task has run."""
-    if not timers:
+    kernel shows neither); a CPU-time timer fires once the task has run.
+
+    Last, the id the next timer_create() gets, when the image has it and
+    the kernel takes requested ids."""
+    timers = task_timers.posix
+    next_id = task_timers.next_posix_timer_id \
+        if task_timers.HasField("next_posix_timer_id") else None
+    if not timers and next_id is None:
         return
     pending = {fired_timer(s.siginfo) for queue in signal_queues for s in queue.signals}
-    explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) == 0
+    explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_ON,
+                                  0, 0, 0) == 0
     try:
         for t in sorted(timers, key=lambda t: t.it_id):
             notify = t.it_sigev_notify
@@ -131,6 +194,9 @@ def restore_posix_timers(remote, scratch, timers, signal_queues):
                 vsec, vnsec = 0, 1
             remote.write(scratch, struct.pack("<qqqq", t.isec, t.insec, vsec, vnsec))
             remote.syscall("timer_settime", t.it_id, 0, scratch, 0)
+        if explicit and next_id is not None:
+            set_next_timer_id(remote, scratch, {t.it_id for t in timers}, next_id,
+                              remote.syscall)
     finally:
         if explicit:
-            remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0)
+            remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, 0, 0, 0)

@@ -80,7 +80,7 @@ def rebuild(plan, p, options, progress=None):
         # after the threads: a timer may signal one of them (SIGEV_THREAD_ID)
         queues = [p.core.tc.signals_s, p.core.thread_core.signals_p,
                   *(c.thread_core.signals_p for c in p.thread_cores.values())]
-        timers.restore_posix_timers(task, scratch, p.core.tc.timers.posix, queues)
+        timers.restore_posix_timers(task, scratch, p.core.tc.timers, queues)
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)

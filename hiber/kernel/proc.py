@@ -117,6 +117,7 @@ class Mapping:
     path: str
     vmflags: set = field(default_factory=set)
     anon_huge: int = 0
+    protection_key: int = 0  # smaps shows it on CPUs with protection keys
 
     @property
     def prot(self):
@@ -147,6 +148,8 @@ def smaps(pid):
             maps[-1].vmflags = set(line.split()[1:])
         elif line.startswith("AnonHugePages:"):
             maps[-1].anon_huge = int(line.split()[1])
+        elif line.startswith("ProtectionKey:"):
+            maps[-1].protection_key = int(line.split()[1])
     return maps
 
 

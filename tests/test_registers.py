@@ -6,6 +6,7 @@ that keeps everything in registers, flags included (targets/midloop.c)."""
 import pytest
 
 from conftest import dump_and_kill, run_hiber
+from hiber.images.imagedir import ImageDir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,3 +37,26 @@ def test_memory_with_a_protection_key_is_refused(start_target, tmp_path):
     assert f"PID {t.pid}: mapping {int(t.info['keyed'], 16):x}-" in message, message
     assert "memory protection key 1 (pkey_mprotect)" in message, message
     t.check()
+
+
+@pytest.mark.parametrize("how", ["restored", "left_running"])
+def test_threads_stopped_mid_computation(start_target, tmp_path, how):
+    """Both threads are dumped inside the loop, at whatever instruction
+    they were on; restored (or left running after the dump's injected
+    calls) they finish with exactly the sums computed in C."""
+    t = start_target("midloop")
+    if t.info["supported"] != "1":
+        pytest.skip("the loop needs AVX2, BMI2 and ADX")
+    images = tmp_path / "images"
+    if how == "restored":
+        dump_and_kill(t, images)
+    else:
+        result = run_hiber("dump", "-t", t.pid, "-D", images, "-R", "-o", "dump.log")
+        assert result.returncode == 0, result.stderr.decode()
+    top, end = t.address("top"), t.address("end")
+    for tid in (t.pid, int(t.info["worker"])):
+        ip = ImageDir(images).read_one("CORE", tid).thread_info.gpregs.ip
+        assert top <= ip < end, f"thread {tid} was dumped at {ip:#x}, not inside the loop"
+    if how == "restored":
+        restore(images)
+    t.check(timeout=60)

@@ -46,7 +46,12 @@ def next_timer_id(remote, scratch, in_use):
     """The id the process's next timer_create() would get: one timer is
     made and deleted to learn it (the kernel shows its id counter nowhere),
     then the counter is put back. None on kernels without
-    PR_TIMER_CREATE_RESTORE_IDS, which could not put it back."""
+    PR_TIMER_CREATE_RESTORE_IDS, which could not put it back, and in a
+    process whose seccomp filters forbid these calls: it is not worth the
+    risk docs/interrupted-dumps.md describes."""
+    if not (remote.filters_allow("timer_create", CLOCK_MONOTONIC, scratch, scratch + 64)
+            and remote.filters_allow("timer_delete", 0)):
+        return None
     mode = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_GET, 0, 0, 0)
     if mode < 0:
         return None

@@ -1,7 +1,7 @@
 """Timers of every kind, in their hard states (targets/timerkinds.c): CPU-time
 itimers and POSIX timers on every clock, one-shots with their remaining
 time, disarmed and SIGEV_NONE timers, a timer whose signal is pending at the
-dump, and timer ids with gaps (resources/core.py)."""
+dump, and timer ids with gaps (resources/timers.py)."""
 
 import pytest
 

@@ -11,7 +11,7 @@ schema = Schema("hiber_criu.proto")
 S = schema
 
 # State that CRIU 4.2's messages have no field for (CPU affinity, mlockall,
-# lock-on-fault and sealed VMAs) is kept in fields of hiber's own, numbered
+# lock-on-fault and sealed VMAs, the next POSIX timer id) is kept in fields of hiber's own, numbered
 # from here: far above CRIU's numbers, so that no field CRIU adds can take
 # them. CRIU and crit read such images all the same: protobuf skips fields
 # it does not know.
@@ -165,7 +165,10 @@ S.message("task_timers_entry",
           required(1, "real", "itimer_entry"),
           required(2, "virt", "itimer_entry"),
           required(3, "prof", "itimer_entry"),
-          repeated(4, "posix", "posix_timer_entry"))
+          repeated(4, "posix", "posix_timer_entry"),
+          # hiber's own (see HIBER_FIELDS): the id the next timer_create() gets,
+          # when it is not the one after the highest id in use
+          optional(HIBER_FIELDS, "next_posix_timer_id", "uint32"))
 
 S.message("rlimit_entry",
           required(1, "cur", "uint64"),

@@ -323,16 +323,31 @@ class RemoteTask:
         otherwise leave undone."""
         return self._run_syscall(name, *args)
 
-    def _run_syscall(self, name, *args):
+    def filters_allow(self, name, *args):
+        """Whether the thread's seccomp filters would let it make this call
+        itself (True without filters): a call they forbid is one a hiber
+        killed in the middle of it leaves to them. For optional calls."""
         number = NR[name] if isinstance(name, str) else name
+        return self._filters_allow(number, self._arg_values(name, args))
+
+    def _filters_allow(self, number, values):
+        if self._filters is None:
+            return True
+        ip = self._gadgets.sigreturn + self._gadgets.sigreturn_size \
+            if self.mode == "parked" else self.gadget + 2
+        return self._filters(number, values, ip)
+
+    @staticmethod
+    def _arg_values(name, args):
         if len(args) > len(ARG_REGS):
             raise ValueError(f"{name}: at most six arguments")
-        values = [(args[i] if i < len(args) else 0) & MINUS_ONE for i in range(len(ARG_REGS))]
-        if self._filters is not None:
-            ip = self._gadgets.sigreturn + self._gadgets.sigreturn_size \
-                if self.mode == "parked" else self.gadget + 2
-            if not self._filters(number, values, ip):
-                self._forbidden.add(name)
+        return [(args[i] if i < len(args) else 0) & MINUS_ONE for i in range(len(ARG_REGS))]
+
+    def _run_syscall(self, name, *args):
+        number = NR[name] if isinstance(name, str) else name
+        values = self._arg_values(name, args)
+        if not self._filters_allow(number, values):
+            self._forbidden.add(name)
         while True:
             if self.mode == "parked":
                 result = self._call_parked(name, number, values)

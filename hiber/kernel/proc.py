@@ -118,6 +118,7 @@ class Mapping:
     vmflags: set = field(default_factory=set)
     anon_huge: int = 0
     page_kib: int = 4               # KernelPageSize: the huge page size of hugetlb
+    protection_key: int = 0         # smaps shows it on CPUs with protection keys
 
     @property
     def prot(self):
@@ -150,6 +151,8 @@ def smaps(pid):
             maps[-1].anon_huge = int(line.split()[1])
         elif line.startswith("KernelPageSize:"):
             maps[-1].page_kib = int(line.split()[1])
+        elif line.startswith("ProtectionKey:"):
+            maps[-1].protection_key = int(line.split()[1])
     return maps
 
 

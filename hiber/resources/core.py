@@ -3,7 +3,8 @@ rlimits, credentials, rseq, ...), spec §2.3-§2.10.
 
 Per-thread facts come from ptrace and /proc; what only the task itself can
 tell (sigactions, sigaltstack, itimers, POSIX timer values, prctl values)
-comes from syscalls injected into it.
+comes from syscalls injected into it. Timers have a module of their own
+(timers.py).
 """
 
 import ctypes
@@ -15,7 +16,7 @@ from ..images.messages import classes
 from ..kernel import cpu, proc
 from ..kernel import ptrace as pt
 from ..kernel.sys import get_robust_list, syscall
-from . import creds, mlock, sched
+from . import creds, mlock, sched, timers
 
 log = logging.getLogger(__name__)
 
@@ -251,45 +252,6 @@ def sigactions(remote, scratch):
             for handler, flags, restorer, mask in SIGACTION.iter_unpack(raw)]
 
 
-def itimers(remote, scratch):
-    timers = []
-    for which in (0, 1, 2):  # ITIMER_REAL, VIRTUAL, PROF
-        remote.syscall("getitimer", which, scratch)
-        isec, iusec, vsec, vusec = struct.unpack("<qqqq", remote.read(scratch, 32))
-        timers.append(C["itimer_entry"](isec=isec, iusec=iusec, vsec=vsec, vusec=vusec))
-    return timers
-
-
-def posix_timers(pid, remote, scratch):
-    """Every POSIX timer: /proc/PID/timers has ids, signal, clock; the values
-    come from timer_gettime() inside the task (kernel-facts)."""
-    out = []
-    timers = []  # one dict of "key: value" lines per timer, each opened by "ID:"
-    for line in proc.read_text(pid, "timers").splitlines():
-        key, _, value = line.partition(": ")
-        if key == "ID":
-            timers.append({})
-        timers[-1][key] = value
-    notify_kinds = {"signal": 0, "none": 1, "thread": 2}
-    for fields in timers:
-        timer_id = int(fields["ID"])
-        signo, sival = fields["signal"].split("/")
-        notify, _, target = fields["notify"].partition("/")
-        clock = int(fields["ClockID"])
-        remote.syscall("timer_gettime", timer_id, scratch)
-        isec, insec, vsec, vnsec = struct.unpack("<qqqq", remote.read(scratch, 32))
-        overrun = remote.syscall("timer_getoverrun", timer_id)
-        entry = C["posix_timer_entry"](
-            it_id=timer_id, clock_id=clock, si_signo=int(signo),
-            it_sigev_notify=notify_kinds.get(notify, 0), sival_ptr=int(sival, 16),
-            overrun=overrun, isec=isec, insec=insec, vsec=vsec, vnsec=vnsec)
-        if target.startswith("tid."):
-            entry.it_sigev_notify = 4  # SIGEV_THREAD_ID
-            entry.notify_thread_id = int(target[4:])
-        out.append(entry)
-    return out
-
-
 def zombie_core(pid):
     """The core of a zombie: its state and exit status only (spec §2.3); the
     status is kept in wait() form (exit code << 8, or the killing signal)."""
@@ -306,11 +268,7 @@ def task_core(pid, frozen, remote, scratch):
         task_state=TASK_STOPPED if frozen.stopped else TASK_ALIVE, exit_code=0,
         personality=int(proc.read_text(pid, "personality").strip(), 16), flags=s.flags,
         blk_sigset=remote.saved_sigmask, comm=s.comm)
-    real, virt, prof = itimers(remote, scratch)
-    tc.timers.real.CopyFrom(real)
-    tc.timers.virt.CopyFrom(virt)
-    tc.timers.prof.CopyFrom(prof)
-    tc.timers.posix.extend(posix_timers(pid, remote, scratch))
+    tc.timers.CopyFrom(timers.dump(pid, remote, scratch))
     limits = proc.limits(pid)[:RLIMIT_COUNT]
     tc.rlimits.rlimits.extend(C["rlimit_entry"](cur=c, max=m) for c, m in limits)
     shared = pt.peek_siginfos(pid, shared=True)
@@ -354,9 +312,7 @@ PR_SET_MM = 35
 PR_SET_MM_MAP = 14
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_THP_DISABLE = 41
-PR_TIMER_CREATE_RESTORE_IDS = 77
 SS_DISABLE = 2
-SIGEV_THREAD_ID = 4
 
 
 def restore_mm(remote, scratch, mm, exe_fd):
@@ -387,44 +343,6 @@ def restore_sigactions(remote, scratch, sigactions):
         remote.syscall("rt_sigaction", sig, scratch, 0, 8)
 
 
-def restore_itimers(remote, scratch, timers):
-    for which, t in enumerate((timers.real, timers.virt, timers.prof)):
-        vsec, vusec = t.vsec, t.vusec
-        if (vsec, vusec) == (0, 0) and (t.isec, t.iusec) != (0, 0):
-            vsec, vusec = t.isec, t.iusec  # as CRIU: an expired periodic timer re-arms
-        remote.write(scratch, struct.pack("<qqqq", t.isec, t.iusec, vsec, vusec))
-        remote.syscall("setitimer", which, scratch, 0)
-
-
-def restore_posix_timers(remote, scratch, timers):
-    """Each timer with its own id: PR_TIMER_CREATE_RESTORE_IDS makes
-    timer_create take the id from *timerid (Linux 6.16+); older kernels hand
-    out ids in order, so create them in order and check."""
-    if not timers:
-        return
-    explicit = remote.syscall_raw("prctl", PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) == 0
-    try:
-        for t in sorted(timers, key=lambda t: t.it_id):
-            notify = t.it_sigev_notify
-            tid = t.notify_thread_id if t.HasField("notify_thread_id") else 0
-            sigevent = struct.pack("<Qiii", t.sival_ptr, t.si_signo, notify, tid).ljust(64, b"\0")
-            remote.write(scratch, sigevent)
-            remote.write(scratch + 64, struct.pack("<i", t.it_id))
-            remote.syscall("timer_create", t.clock_id, scratch, scratch + 64)
-            got = struct.unpack("<i", remote.read(scratch + 64, 4))[0]
-            if got != t.it_id:
-                raise HiberError(f"PID {remote.pid}: POSIX timer {t.it_id} came back as "
-                                 f"{got}; this kernel cannot restore timer ids")
-            vsec, vnsec = t.vsec, t.vnsec
-            if (vsec, vnsec) == (0, 0) and (t.isec, t.insec) != (0, 0):
-                vsec, vnsec = t.isec, t.insec
-            remote.write(scratch, struct.pack("<qqqq", t.isec, t.insec, vsec, vnsec))
-            remote.syscall("timer_settime", t.it_id, 0, scratch, 0)
-    finally:
-        if explicit:
-            remote.syscall("prctl", PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0)
-
-
 def set_own_rlimits(limits):
     """The dumped rlimits, set by a stub on itself before hiber takes it over
     (setrlimit in the stub, not injected: the task is still a copy of hiber)."""
@@ -439,10 +357,14 @@ def set_own_rlimits(limits):
                              "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
 
 
-def queue_signals(remote, scratch, pid, tid, queue, shared):
+def queue_signals(remote, scratch, pid, tid, queue, shared, timer_ids=frozenset()):
     """Queue dumped siginfos again: rt_sigqueueinfo from the task to itself
-    may carry any si_code (the kernel only refuses it towards others)."""
+    may carry any si_code (the kernel only refuses it towards others). The
+    signal of one of the process's POSIX timers (``timer_ids``) is left to
+    that timer, which expires at once (timers.restore_posix_timers)."""
     for s in queue.signals:
+        if timers.fired_timer(s.siginfo) in timer_ids:
+            continue
         signo = struct.unpack_from("<i", s.siginfo)[0]
         remote.write(scratch, s.siginfo)
         if shared:
@@ -462,10 +384,11 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     if tc.personality:
         remote.syscall("personality", tc.personality)
     restore_sigactions(remote, scratch, tc.sigactions)
-    restore_itimers(remote, scratch, tc.timers)
+    timers.restore_itimers(remote, scratch, tc.timers)
     if tc.child_subreaper:
         remote.syscall("prctl", PR_SET_CHILD_SUBREAPER, 1)
-    queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True)
+    queue_signals(remote, scratch, pid, pid, tc.signals_s, shared=True,
+                  timer_ids=timers.posix_timer_ids(core))
     if tc.HasField("oom_score_adj"):
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(tc.oom_score_adj))
@@ -475,8 +398,9 @@ def restore_task(remote, scratch, pid, core, mm, exe_fd):
     mlock.restore_mlockall(remote, tc)  # last: no mapping of the restore's may follow
 
 
-def restore_thread(remote, scratch, pid, tid, core):
-    """Per-thread state; runs inside thread ``tid``."""
+def restore_thread(remote, scratch, pid, tid, core, timer_ids=frozenset()):
+    """Per-thread state; runs inside thread ``tid``. ``timer_ids``: the ids
+    of the process's POSIX timers (see queue_signals)."""
     th = core.thread_core
     sas = th.sas
     if sas.ss_flags & SS_DISABLE:
@@ -500,7 +424,7 @@ def restore_thread(remote, scratch, pid, tid, core):
                      | tls.seg_not_present << 5 | tls.usable << 6)
             desc = pt.user_desc(tls.entry_number, tls.base_addr, tls.limit, flags)
             pt.ptrace(pt.PTRACE_SET_THREAD_AREA, tid, tls.entry_number, ctypes.addressof(desc))
-    queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False)
+    queue_signals(remote, scratch, pid, tid, th.signals_p, shared=False, timer_ids=timer_ids)
     # scheduling, CPUs, credentials and seccomp come last (resources/taskstate.py)
 
 

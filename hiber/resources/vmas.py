@@ -151,6 +151,14 @@ class VmaClassifier:
             extra_flags |= V.hugetlb_size_bits(m.page_kib * 1024)
         special = m.path if m.path.startswith("[") and m.inode == 0 else None
 
+        if m.protection_key:
+            # CRIU's vma_entry has no place for it, and the process's set of
+            # allocated keys (pkey_alloc) shows nowhere, so a restore could
+            # not tell which keys to take again: the memory would come back
+            # under key 0, open to the code the key shut out.
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} has "
+                                     f"memory protection key {m.protection_key} "
+                                     "(pkey_mprotect), which hiber cannot restore yet")
         if special == "[uprobes]":
             if not self.allow_uprobes:
                 raise UprobesFound(self.pid)

@@ -7,8 +7,9 @@ by syscalls injected into it, in an order that keeps each step possible:
     map every VMA of the image and fill its pages, or
     move its premap into place                          (resources/memory.py)
     put the kernel's vdso and vvar back, or a proxy     (kernel_areas.py)
-    mm fields, sigactions, timers, signals of the task  (resources/core.py)
+    mm fields, sigactions, itimers, signals of the task (resources/core.py)
     the threads, with their TIDs                        (threads.py)
+    POSIX timers, once the threads they signal exist    (resources/timers.py)
     memfd seals, then closing the stub's helper fds
     credentials last: after them the task may no longer be allowed the rest
 """
@@ -21,7 +22,7 @@ from ..inject.remote import RemoteTask
 from ..kernel import proc
 from ..kernel import ptrace as pt
 from ..progress import progress_bar
-from ..resources import core, memory, vdso
+from ..resources import core, memory, timers, vdso
 from ..resources.files import memfd
 from . import kernel_areas, threads
 from .fork import mapping_key
@@ -79,10 +80,12 @@ def rebuild(plan, p, options, progress=None):
         kernel_areas.place(task, p, parked)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))
-        core.restore_thread(task, scratch, p.pid, p.pid, p.core)
+        core.restore_thread(task, scratch, p.pid, p.pid, p.core, timers.posix_timer_ids(p.core))
         threads.restore_threads(task, scratch, p)
         # after the threads: a timer may signal one of them (SIGEV_THREAD_ID)
-        core.restore_posix_timers(task, scratch, p.core.tc.timers.posix)
+        queues = [p.core.tc.signals_s, p.core.thread_core.signals_p,
+                  *(c.thread_core.signals_p for c in p.thread_cores.values())]
+        timers.restore_posix_timers(task, scratch, p.core.tc.timers, queues)
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)

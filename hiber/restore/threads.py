@@ -4,7 +4,7 @@ they are made once the leader's memory and state are back, and share them)."""
 from ..errors import RestoreError
 from ..inject.remote import RemoteTask
 from ..kernel import ptrace as pt
-from ..resources import core
+from ..resources import core, timers
 
 CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)
 # CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
@@ -15,7 +15,8 @@ def restore_threads(task, scratch, p):
     for tid, thread_core in p.thread_cores.items():
         create_thread(task, scratch, p.pid, tid)
         with RemoteTask(p.pid, tid, task.gadget, killed_with_tracer=True) as thread:
-            core.restore_thread(thread, scratch, p.pid, tid, thread_core)
+            core.restore_thread(thread, scratch, p.pid, tid, thread_core,
+                                timers.posix_timer_ids(p.core))
 
 
 def create_thread(task, scratch, pid, tid):

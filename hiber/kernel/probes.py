@@ -192,6 +192,13 @@ def _timens(child):
     return "time namespaces exist"
 
 
+def _ns_pid(child):
+    # a task's PIDs in each nested PID namespace, outermost first
+    if "NSpid:" not in open("/proc/self/status").read():
+        raise ProbeFailed("/proc/PID/status has no NSpid line")
+    return "a task's PID in every PID namespace is shown (NSpid)"
+
+
 def _loginuid(child):
     # a task may write only its own loginuid: opening ours for writing
     # shows the file is there and writable, without changing it
@@ -254,6 +261,7 @@ PROBES = [
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
+    Probe("ns_pid", "the PIDs of tasks in nested PID namespaces cannot be read", _ns_pid),
     Probe("timens", "time namespaces are not available", _timens),
     Probe("uprobes", "nothing: only processes that use uprobes need it", _uprobes),
     Probe("xstate", "FPU/vector registers cannot be laid out", _xstate),

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define MAX_KIDS 4
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
 	shared_anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	int memfd = memfd_create("family", 0);
 	ftruncate(memfd, 4096);
+	fchmod(memfd, 0642); /* a memfd is made 0777: its mode is its own */
 	shared_memfd = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	pipe(pipe_fds);
 	file_fd = open(argc > 1 ? argv[1] : "family.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -161,6 +163,9 @@ int main(int argc, char **argv)
 	expect(!bad, "a member failed its checks");
 	expect(!memcmp(shared_anon, "ABCDEF", 6), "shared memory: %.6s", shared_anon);
 	expect(!memcmp(shared_memfd, "abcdef", 6), "memfd: %.6s", shared_memfd);
+	struct stat st;
+	expect(fstat(memfd, &st) == 0 && (st.st_mode & 07777) == 0642, "memfd mode %o",
+	       st.st_mode & 07777);
 	memset(buf, 0, sizeof(buf));
 	expect(read(pipe_fds[0], buf, sizeof(buf)) == 6 && !strcmp(buf, "from-a"),
 	       "pipe: '%s'", buf);

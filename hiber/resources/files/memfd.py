@@ -204,6 +204,10 @@ class StubObjects:
             end = address + size
             fd = os.open(f"/proc/self/map_files/{address:x}-{end:x}", os.O_RDWR)
         fd = high_dup(fd, self.floor)
+        if entry.HasField("mode"):
+            os.fchmod(fd, entry.mode & 0o7777)  # a memfd is made 0777; fchmod may change it
+        if (entry.uid, entry.gid) != (os.getuid(), os.getgid()):
+            os.fchown(fd, entry.uid, entry.gid)
         self._fill(fd, entry, huge)
         return fd
 

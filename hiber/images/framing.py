@@ -37,6 +37,7 @@ class Image:
 EXTRA_LENGTH = {
     "PIPES_DATA": lambda m: m.bytes,
     "FIFO_DATA": lambda m: m.bytes,
+    "SK_QUEUES": lambda m: m.length,
 }
 
 

@@ -48,6 +48,13 @@ FLAG_TABLES = {
 # Names crit gives to the values of "dict" fields, by field name.
 DICT_TABLES = {
     "gen": {"task_state": {1: "Alive", 2: "Dead", 3: "Stopped", 6: "Zombie"}},
+    # socket families, types and TCP-style states, as crit's sk_maps
+    "sk": {"family": {1: "UNIX", 2: "INET", 10: "INET6", 16: "NETLINK", 17: "PACKET"},
+           "type": {1: "STREAM", 2: "DGRAM", 3: "RAW", 5: "SEQPACKET", 10: "PACKET"},
+           "state": {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1",
+                     5: "FIN_WAIT2", 6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT",
+                     9: "LAST_ACK", 10: "LISTEN"},
+           "proto": {0: "IP", 6: "TCP", 17: "UDP", 136: "UDPLITE"}},
 }
 
 MINORBITS = 20  # the kernel's dev_t encoding as CRIU stores it

@@ -89,8 +89,9 @@ def dump(pid, images_dir, *, options=None, **given):
     clock.start("frozen")
     log.info("Frozen %d process(es), %d thread(s) in %.1f ms", len(tree.processes),
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
-    file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()))
     ids = task.IdAllocator()
+    file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
+                                 ids.root_ids.net_ns_id)
     seccomp = SeccompFilters()
     try:
         fault_point(options, "frozen")
@@ -109,6 +110,7 @@ def dump(pid, images_dir, *, options=None, **given):
             next_pages_id += 1
             collected.append(c)
         had_uprobes = any(c.had_uprobes for c in collected)
+        file_table.finish()
 
         fault_point(options, "files")
         clock.start("memdump")

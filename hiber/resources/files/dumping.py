@@ -16,13 +16,15 @@ class FileTable(KindStates):
     An open file shared by several fds (dup, fork) is one entry: kcmp tells.
     A kind that keeps more than its entries (the data queued in pipes, the
     files already seen mapped) keeps it in ``state(kind, make)``; a state
-    with a ``write_images(images)`` method writes its own images.
+    with a ``write_images(images)`` method writes its own images, one with a
+    ``finish()`` method checks what needs the whole tree.
     """
 
-    def __init__(self, shell_job=False, tree_tids=frozenset()):
+    def __init__(self, shell_job=False, tree_tids=frozenset(), net_ns_id=0):
         super().__init__()
         self.shell_job = shell_job  # terminals are dumped only for a shell job
         self.tree_tids = tree_tids  # every TID of the tree being dumped
+        self.net_ns_id = net_ns_id  # the id of the tree's network namespace (ids-PID.img)
         self.entries = []           # file_entry messages, files.img order
         self._open = []             # (pid, fd, id) of open file descriptions seen
         self.shmem = memfd.SharedObjects(self)
@@ -64,6 +66,15 @@ class FileTable(KindStates):
             except OSError:
                 continue
         return None
+
+    def finish(self):
+        """Once every process is collected: what a kind can only check
+        knowing the whole tree (a state's ``finish()``: a socket's peer is
+        held by the tree) refuses the dump here, before anything is written."""
+        for state in self._states.values():
+            finish = getattr(state, "finish", None)
+            if finish is not None:
+                finish()
 
     def write_images(self, images):
         images.write("FILES", None, self.entries)

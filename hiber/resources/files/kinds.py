@@ -2,6 +2,7 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
+from ..sockets import other_families, unix
 from . import epoll, eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
 from .table import Table
 
@@ -12,6 +13,8 @@ KINDS = Table(
     epoll.KIND,
     signalfd.KIND,
     timerfd.KIND,
+    unix.KIND,            # socket links "socket:[N]" of the unix family
+    other_families.KIND,  # every other socket: refused, naming its family
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files
     terminal.KIND,  # terminals are character devices: before regular files
     regular.KIND,   # regular files, directories and devices

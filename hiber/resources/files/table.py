@@ -92,7 +92,8 @@ class Kind:
     """
     name: str                # in words: "regular file", "pipe"
     fd_type: int             # the fd_types value of its file and fdinfo entries
-    entry_field: str         # the file_entry field holding its message
+    entry_field: str         # the file_entry field holding its message; "": a kind
+                             # that only recognises fds, to refuse them
     match: Callable
     dump: Callable
     check: Callable
@@ -138,8 +139,9 @@ class Table:
 
     def of_entry(self, entry):
         """The kind of a file_entry of the images."""
-        return next((k for k in self.kinds
-                     if entry.HasField(k.entry_field) and k.owns(entry)), UNSUPPORTED)
+        # a kind without an entry field only recognises fds, to refuse them
+        return next((k for k in self.kinds if k.entry_field
+                     and entry.HasField(k.entry_field) and k.owns(entry)), UNSUPPORTED)
 
     def label(self, entry):
         return self.of_entry(entry).label(entry)

@@ -211,7 +211,7 @@ def _add_common_options(p):
                    help="run SCRIPT at pre-dump, post-dump, pre-restore, post-restore, "
                         "pre-resume and post-resume, with criu's CRTOOLS_* variables")
     p.add_argument("--network-lock", choices=["iptables", "nftables", "skip"],
-                   help="accepted: hiber dumps no network state (sockets and network "
+                   help="accepted: hiber dumps no network state (inet sockets and network "
                         "namespaces are refused), so there is nothing to lock")
     # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
     p.add_argument("--pre-dump-mode", choices=["splice", "read"],
@@ -227,7 +227,7 @@ def _add_common_options(p):
             p.add_argument(flag, action="append", help=argparse.SUPPRESS)
 
 
-# criu options that only allow state hiber refuses anyway (sockets, deleted
+# criu options that only allow state hiber refuses anyway (sockets but pairs, deleted
 # files, file locks): with nothing of the kind in the tree they change
 # nothing; with something, the dump is refused naming it, flag or not
 PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap",
@@ -273,8 +273,8 @@ def _refuse_unsupported_options(args):
         if getattr(args, flag.lstrip("-").replace("-", "_"), None):
             raise UsageError(f"{flag} is not supported: {why}")
     if getattr(args, "ext_unix_sk", None):  # bare, it is one of the PERMISSIONS
-        raise UsageError("--ext-unix-sk with a socket id is not supported: hiber does not "
-                         "dump sockets yet")
+        raise UsageError("--ext-unix-sk with a socket id is not supported: hiber dumps unix "
+                         "sockets only with both ends in the tree")
     if getattr(args, "restore_sibling", False):
         raise UsageError("--restore-sibling is not supported: hiber restores the tree as its "
                          "own child (or detached, with -d)")

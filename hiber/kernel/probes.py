@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import ptrace as pt
+from . import sock_diag
 from .sys import (KCMP_VM, TFD_IOC_SET_TICKS, address_of, can_name_anonymous_mappings, kcmp,
                   libc, pidfd_getfd, pidfd_open, process_vm_readv, syscall)
 
@@ -235,6 +236,12 @@ def _soft_dirty(child):
                       "userfaultfd write-protection)")
 
 
+def _unix_diag(child):
+    if not sock_diag.unix_diag_works():
+        raise ProbeFailed("sock_diag does not describe unix sockets (CONFIG_UNIX_DIAG)")
+    return "NETLINK_SOCK_DIAG, unix_diag"
+
+
 def _uffd(child):
     fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
     os.close(fd)
@@ -257,6 +264,7 @@ PROBES = [
     Probe("loginuid", "the audit loginuid of restored processes is hiber's", _loginuid),
     Probe("seccomp_filters", "seccomp filters cannot be dumped", _seccomp_filters),
     Probe("seccomp_suspend", "no dump of a process under a seccomp filter", _seccomp_suspend),
+    Probe("unix_diag", "no dump of unix sockets", _unix_diag),
     Probe("timerfd", "timerfds with expirations not read yet cannot be restored", _timerfd),
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),

@@ -116,3 +116,15 @@ def unix_socket(ino):
             break
         offset += (length + 3) & ~3
     return None
+
+
+def unix_diag_works():
+    """Whether this kernel answers unix_diag (CONFIG_UNIX_DIAG): asked about
+    a socket of hiber's own. Without it every socket looks unknown."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        found = unix_socket(os.fstat(ours.fileno()).st_ino)
+        return found is not None and found.peer == os.fstat(theirs.fileno()).st_ino
+    finally:
+        ours.close()
+        theirs.close()

@@ -13,6 +13,7 @@ fifo-data.img, memfd.img).
     eventfd.py, signalfd.py, timerfd.py
                   event counters, signal and timer fds
     epoll.py      epoll instances and their watches
+    (sockets)     the socket kinds are in resources/sockets/, registered here
     dumping.py    FileTable: files.img and fdinfo entries of a dump
     restoring.py  FileImages (read and check), StubFiles (open in the stub)
     owners.py     the owner and signal of an open file (F_SETOWN, F_SETSIG)

@@ -119,6 +119,10 @@ def dump_fd(table, fd):
     where = f"PID {fd.pid} fd {fd.fd} ({fd.link})"
     me = sock_diag.unix_socket(fd.info.st_ino)
     if me is None:
+        if not sock_diag.unix_diag_works():
+            raise UnsupportedFile(f"{where} is a unix socket, and this kernel does not "
+                                  "describe unix sockets through sock_diag "
+                                  "(CONFIG_UNIX_DIAG): hiber cannot dump it")
         raise UnsupportedFile(f"{where} is a unix socket of another network namespace: "
                               "hiber cannot dump it")
     _refuse_unless_pair_end(me, where)

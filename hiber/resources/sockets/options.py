@@ -152,3 +152,10 @@ def check_options(opts, where):
     if len(opts.so_filter):
         raise UnsupportedFile(f"{where} has a socket filter (SO_ATTACH_FILTER), which hiber "
                               "cannot restore yet")
+    if opts.so_bound_dev:
+        try:
+            socket.if_nametoindex(opts.so_bound_dev)
+        except OSError:
+            raise UnsupportedFile(f"{where} was bound to network device {opts.so_bound_dev} "
+                                  "(SO_BINDTODEVICE), which this machine does not have") \
+                from None

@@ -18,6 +18,10 @@ read (sent from the other end, in order, messages whole), then its
 options, its shutdown (after the data: a socket shut down for writing
 sends nothing more) and its open flags.
 
+What comes back otherwise, as with CRIU: the credentials of the pair
+(SO_PEERCRED) are those of the root stub that made it again, and so are
+those a reader with SO_PASSCRED gets with each message queued back.
+
 Refused, in one line naming the socket: a unix socket bound to a name
 (listening or not) or connected to one, one not connected, one whose peer
 was closed or is held by no process of the tree, data with descriptors

@@ -222,6 +222,6 @@ def test_stopped_process_comes_back_stopped(start_target, tmp_path):
     "cow",      # private memory shared copy-on-write stays shared
 ])
 def test_family_state_comes_back(start_target, tmp_path, target):
-    t = start_target(target)
+    t = start_target(target, tmp_path / f"{target}.data")
     checkpoint_restore(t, tmp_path / "images")
     t.check()

@@ -26,9 +26,9 @@ from ..images.pagemap import PAGE_SIZE
 from ..kernel import proc
 from .memory import free_gap
 
-# what a premapped area can stand for: plain anonymous private memory (a
-# growsdown stack, locked or hugetlb memory is created as before, unshared)
-SHAREABLE_FLAGS = V.MAP_PRIVATE | V.MAP_ANONYMOUS
+# what a premapped area can stand for (shareable): private memory, anonymous
+# or the written pages of a file; locked or hugetlb memory is created as
+# before, unshared
 SPECIAL = V.VMA_AREA_VDSO | V.VMA_AREA_VVAR | V.VMA_AREA_VSYSCALL | V.VMA_AREA_GUARD
 MAP_FIXED_NOREPLACE = 0x100000
 COMPARE_BYTES = 1 << 20
@@ -43,15 +43,29 @@ _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def shareable(v):
-    return (v.status & V.VMA_AREA_REGULAR and v.status & V.VMA_ANON_PRIVATE
-            and not v.status & SPECIAL
-            and v.flags & ~V.MAP_NORESERVE == SHAREABLE_FLAGS)
+    if not v.status & V.VMA_AREA_REGULAR or v.status & SPECIAL:
+        return False
+    flags = v.flags & ~(V.MAP_NORESERVE | V.MAP_GROWSDOWN)
+    if v.status & V.VMA_ANON_PRIVATE:
+        return flags == V.MAP_PRIVATE | V.MAP_ANONYMOUS
+    # a private file mapping's written (COWed) pages; writable ones only, so
+    # no code page that uprobes may have changed (resources/uprobes.py)
+    return bool(v.status & V.VMA_FILE_PRIVATE and flags == V.MAP_PRIVATE
+                and v.prot & V.PROT_WRITE)
+
+
+def sharing_key(v):
+    """What must match between a parent's VMA and a child's for the child
+    to inherit its premap: the range, and the file and offset it maps."""
+    if v.status & V.VMA_FILE_PRIVATE:
+        return (v.start, v.end, v.shmid, v.pgoff)
+    return (v.start, v.end)
 
 
 def plan_sharing(plan):
     """For each live process, the (start, end) of the VMAs to premap: those
     its parent or one of its children has too, at the same range."""
-    ranges = {p.pid: {(v.start, v.end) for v in p.mm.vmas if shareable(v)}
+    ranges = {p.pid: {sharing_key(v) for v in p.mm.vmas if shareable(v)}
               for p in plan.live}
     for p in plan.live:
         family = set()
@@ -63,15 +77,16 @@ def plan_sharing(plan):
         p.share_ranges = ranges[p.pid] & family
 
 
-def premap(plan, p):
+def premap(plan, p, open_file):
     """In the stub of ``p``, before it forks: its premaps, the parent's
-    reused where the ranges match. Sets p.premapped (start -> address)."""
+    reused where the ranges match. Sets p.premapped (start -> address).
+    ``open_file(vma)`` gives an fd to map a file-backed VMA from."""
     parent = plan.by_pid.get(p.pstree.ppid)
     inherited = dict(parent.premapped) if parent is not None else {}
     if parent is not None:
         # the parent's premaps of ranges this process lacks are not its own
         for v in parent.mm.vmas:
-            if v.start in inherited and (v.start, v.end) not in p.share_ranges:
+            if v.start in inherited and sharing_key(v) not in p.share_ranges:
                 _libc.munmap(inherited.pop(v.start), v.end - v.start)
     if not p.share_ranges:
         return
@@ -81,14 +96,14 @@ def premap(plan, p):
     pages = os.open(plan.images.file_path("PAGES", p.pagemap.pages_id), os.O_RDONLY)
     try:
         for v in p.mm.vmas:
-            if (v.start, v.end) not in p.share_ranges:
+            if sharing_key(v) not in p.share_ranges:
                 continue
             mine = _runs_within(runs, v.start, v.end)
             if v.start in inherited:
                 _patch(inherited[v.start], v, mine, pages)
                 p.premapped[v.start] = inherited[v.start]
             else:
-                p.premapped[v.start] = _new_premap(v, mine, pages, occupied)
+                p.premapped[v.start] = _new_premap(v, mine, pages, occupied, open_file)
     finally:
         os.close(pages)
 
@@ -103,14 +118,22 @@ def _runs_within(runs, start, end):
     return out
 
 
-def _new_premap(v, runs, pages, occupied):
+def _new_premap(v, runs, pages, occupied, open_file):
     size = v.end - v.start
     address = free_gap(occupied, size)
-    got = _libc.mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE,
-                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+    flags = mmap.MAP_PRIVATE | MAP_FIXED_NOREPLACE | v.flags & V.MAP_GROWSDOWN
+    fd, offset = -1, 0
+    if v.status & V.VMA_FILE_PRIVATE:
+        fd, offset = open_file(v), v.pgoff
+    else:
+        flags |= mmap.MAP_ANONYMOUS
+    got = _libc.mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
+    error = ctypes.get_errno()
+    if fd >= 0:
+        os.close(fd)
     if got != address:
-        raise OSError(ctypes.get_errno(), f"cannot premap 0x{v.start:x}-0x{v.end:x} "
-                      f"at 0x{address:x}: {os.strerror(ctypes.get_errno())}")
+        raise OSError(error, f"cannot premap 0x{v.start:x}-0x{v.end:x} at 0x{address:x}: "
+                      f"{os.strerror(error)}")
     occupied.append((address, address + size))
     for vaddr, n, offset in runs:
         _read_exactly(pages, _view(address + vaddr - v.start, n), offset)
@@ -120,7 +143,8 @@ def _new_premap(v, runs, pages, occupied):
 def _patch(address, v, runs, pages):
     """Turn the parent's premap into this process's memory: pages that
     differ are written (their sharing ends, as the child's own write ended
-    it), pages this process did not have are dropped (read as zero)."""
+    it), pages this process did not have are dropped (anonymous memory then
+    reads as zero, a private file mapping as the file again)."""
     buffer = bytearray(min(COMPARE_BYTES, v.end - v.start))
     scratch = (ctypes.c_char * len(buffer)).from_buffer(buffer)
     covered = v.start

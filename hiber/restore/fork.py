@@ -189,7 +189,8 @@ def stub_process(plan, p, stub_files, shared, writers, done):
         os.setpgid(0, pgid)
     if p.zombie:
         _die_as(p.core.tc.exit_code)
-    cow.premap(plan, p)  # before the children fork: they inherit it, shared
+    # before the children fork: they inherit it, shared
+    cow.premap(plan, p, lambda v: stub_files.map_fd(v.shmid, open_mode(v)))
     helpers = [_group_helper(pgid) for pgid in plan.group_helpers.get(e.pid, ())]
     for child in p.children:
         _fork_child(plan, child, stub_files, shared, writers)

@@ -88,9 +88,13 @@ def test_twenty_cycles_without_drift(start_target, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_python_program_with_threads_and_a_child(tmp_path):
-    out = tmp_path / "pyprog.out"
-    prog = subprocess.Popen([sys.executable, str(TARGETS_SRC / "pyprog.py"), str(out)],
+@pytest.mark.parametrize("program,processes", [
+    ("pyprog.py", 2),   # threads and a child (multiprocessing)
+    ("aioprog.py", 1),  # asyncio: an epoll instance, socket pairs, a pipe reader
+])
+def test_python_program_runs_on(tmp_path, program, processes):
+    out = tmp_path / "prog.out"
+    prog = subprocess.Popen([sys.executable, str(TARGETS_SRC / program), str(out)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path)
     pid = prog.pid
@@ -105,7 +109,7 @@ def test_python_program_with_threads_and_a_child(tmp_path):
         assert result.returncode == 0, result.stderr.decode()
         prog.wait(10)
         reap_orphans()
-        assert len(ImageDir(images).read("PSTREE")) == 2
+        assert len(ImageDir(images).read("PSTREE")) == processes
         result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log")
         assert result.returncode == 0, result.stderr.decode() + \
             (images / "restore.log").read_text()[-2000:]

@@ -17,29 +17,28 @@ Once the stub is taken over, its premaps move to their places with mremap,
 which moves page tables, not pages: the sharing stays (memory.MemoryRestore).
 """
 
+import bisect
 import ctypes
 import mmap
 import os
 
 from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE
+from ..inject.remote import MAP_FIXED_NOREPLACE
 from ..kernel import proc
+from ..kernel.sys import syscall
 from .memory import free_gap
 
 # what a premapped area can stand for (shareable): private memory, anonymous
 # or the written pages of a file; locked or hugetlb memory is created as
 # before, unshared
 SPECIAL = V.VMA_AREA_VDSO | V.VMA_AREA_VVAR | V.VMA_AREA_VSYSCALL | V.VMA_AREA_GUARD
-MAP_FIXED_NOREPLACE = 0x100000
 COMPARE_BYTES = 1 << 20
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+# memcmp of two addresses: a prototype of our own, so that ctypes passes
+# 64-bit pointers (and the shared libc handle of kernel/sys stays untouched)
+_memcmp = ctypes.CDLL(None).memcmp
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
 
 
 def shareable(v):
@@ -87,57 +86,63 @@ def premap(plan, p, open_file):
         # the parent's premaps of ranges this process lacks are not its own
         for v in parent.mm.vmas:
             if v.start in inherited and sharing_key(v) not in p.share_ranges:
-                _libc.munmap(inherited.pop(v.start), v.end - v.start)
-    if not p.share_ranges:
+                syscall("munmap", inherited.pop(v.start), v.end - v.start)
+    shared = [v for v in p.mm.vmas if sharing_key(v) in p.share_ranges]
+    if not shared:
         return
+    # the new premaps lie back to back in one stretch free in the stub's
+    # layout and in every image's (so no mremap into place lands on another)
     occupied = [(m.start, m.end) for m in proc.maps("self")]
     occupied += [(v.start, v.end) for q in plan.live for v in q.mm.vmas]
+    address = free_gap(occupied, sum(v.end - v.start for v in shared
+                                     if v.start not in inherited))
     runs = [r for r in p.pagemap.runs if r.present]
+    run_ends = [r.end for r in runs]
     pages = os.open(plan.images.file_path("PAGES", p.pagemap.pages_id), os.O_RDONLY)
     try:
-        for v in p.mm.vmas:
-            if sharing_key(v) not in p.share_ranges:
-                continue
-            mine = _runs_within(runs, v.start, v.end)
+        for v in shared:
+            mine = _runs_within(runs, run_ends, v.start, v.end)
             if v.start in inherited:
                 _patch(inherited[v.start], v, mine, pages)
                 p.premapped[v.start] = inherited[v.start]
             else:
-                p.premapped[v.start] = _new_premap(v, mine, pages, occupied, open_file)
+                _new_premap(address, v, mine, pages, open_file)
+                p.premapped[v.start] = address
+                address += v.end - v.start
     finally:
         os.close(pages)
 
 
-def _runs_within(runs, start, end):
-    """(address, size, file offset) of the dumped pages inside [start, end)."""
+def _runs_within(runs, run_ends, start, end):
+    """(address, size, file offset) of the dumped pages inside [start, end);
+    ``runs`` ascending, ``run_ends`` their ends."""
     out = []
-    for r in runs:
+    for r in runs[bisect.bisect_right(run_ends, start):]:
+        if r.vaddr >= end:
+            break
         lo, hi = max(r.vaddr, start), min(r.end, end)
-        if lo < hi:
-            out.append((lo, hi - lo, r.pages_offset + lo - r.vaddr))
+        out.append((lo, hi - lo, r.pages_offset + lo - r.vaddr))
     return out
 
 
-def _new_premap(v, runs, pages, occupied, open_file):
+def _new_premap(address, v, runs, pages, open_file):
     size = v.end - v.start
-    address = free_gap(occupied, size)
     flags = mmap.MAP_PRIVATE | MAP_FIXED_NOREPLACE | v.flags & V.MAP_GROWSDOWN
     fd, offset = -1, 0
     if v.status & V.VMA_FILE_PRIVATE:
         fd, offset = open_file(v), v.pgoff
     else:
         flags |= mmap.MAP_ANONYMOUS
-    got = _libc.mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
-    error = ctypes.get_errno()
-    if fd >= 0:
-        os.close(fd)
-    if got != address:
-        raise OSError(error, f"cannot premap 0x{v.start:x}-0x{v.end:x} at 0x{address:x}: "
-                      f"{os.strerror(error)}")
-    occupied.append((address, address + size))
+    try:
+        syscall("mmap", address, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot premap 0x{v.start:x}-0x{v.end:x} at "
+                      f"0x{address:x}: {e.strerror}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     for vaddr, n, offset in runs:
         _read_exactly(pages, _view(address + vaddr - v.start, n), offset)
-    return address
 
 
 def _patch(address, v, runs, pages):
@@ -156,9 +161,9 @@ def _patch(address, v, runs, pages):
             step = min(len(buffer), n - done)
             _read_exactly(pages, memoryview(buffer)[:step], offset + done)
             here = address + vaddr - v.start + done
-            if _libc.memcmp(here, ctypes.addressof(scratch), step):
+            if _memcmp(here, ctypes.addressof(scratch), step):
                 for page in range(0, step, PAGE_SIZE):
-                    if _libc.memcmp(here + page, ctypes.addressof(scratch) + page, PAGE_SIZE):
+                    if _memcmp(here + page, ctypes.addressof(scratch) + page, PAGE_SIZE):
                         ctypes.memmove(here + page, ctypes.addressof(scratch) + page,
                                        PAGE_SIZE)
             done += step
@@ -166,9 +171,8 @@ def _patch(address, v, runs, pages):
 
 
 def _drop(address, vma_start, start, end):
-    if end > start and _libc.madvise(address + start - vma_start, end - start,
-                                     mmap.MADV_DONTNEED):
-        raise OSError(ctypes.get_errno(), "madvise(MADV_DONTNEED) of a premap failed")
+    if end > start:
+        syscall("madvise", address + start - vma_start, end - start, mmap.MADV_DONTNEED)
 
 
 def _view(address, size):

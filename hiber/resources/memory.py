@@ -44,17 +44,23 @@ def free_gap(occupied, size, floor=0x100000):
 
 
 def _outside(runs, ranges):
-    """The parts of the page runs outside the sorted (start, end) ranges (a
-    dump may write one run across two adjacent VMAs)."""
+    """The parts of the page runs outside the (start, end) ranges (a dump
+    may write one run across two adjacent VMAs). Both ascending: one walk."""
+    first = 0  # the first range that may still meet a run
     for r in runs:
         vaddr, end = r.vaddr, r.end
-        for start, stop in ranges:
-            if stop <= vaddr or start >= end:
-                continue
+        while first < len(ranges) and ranges[first][1] <= vaddr:
+            first += 1
+        i = first
+        while i < len(ranges) and ranges[i][0] < end:
+            start, stop = ranges[i]
             if start > vaddr:
                 yield _piece(r, vaddr, start)
             vaddr = max(vaddr, stop)
-        if vaddr < end:
+            i += 1
+        if vaddr == r.vaddr:
+            yield r  # untouched: the common case, most processes premap nothing
+        elif vaddr < end:
             yield _piece(r, vaddr, end)
 
 

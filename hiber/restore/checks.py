@@ -49,19 +49,18 @@ def check_sessions(plan):
                 raise RestoreError(f"PID {e.pid} is in session {e.sid}, neither its own "
                                    f"nor its parent's: restore cannot rebuild that")
             leader = made.get(e.pgid)
-            if e.pgid not in (e.pid, parent[1], root.pgid) and leader is None \
-                    and e.pgid not in in_tree:
-                # the group's leader is gone: a helper with its PID, forked
-                # by this process's parent (same session), makes the group
-                # and goes once the parent's children are made
-                if plan.check_pids:
-                    check_pids_free([e.pgid])
-                plan.group_helpers.setdefault(e.ppid, []).append(e.pgid)
-                made[e.pgid] = leader = (e.sid, e.pgid)
-            if e.pgid not in (e.pid, parent[1], root.pgid) and \
-                    (leader is None or leader[0] != e.sid):
-                raise RestoreError(f"PID {e.pid} is in process group {e.pgid}, whose "
-                                   "leader is not restored before it in its session")
+            if e.pgid not in (e.pid, parent[1], root.pgid):
+                if leader is None and e.pgid not in in_tree:
+                    # the group's leader is gone: a helper with its PID,
+                    # forked by this process's parent (same session), makes
+                    # the group and goes once the parent's children are made
+                    if plan.check_pids:
+                        check_pids_free([e.pgid])
+                    plan.group_helpers.setdefault(e.ppid, []).append(e.pgid)
+                    made[e.pgid] = leader = (e.sid, e.pgid)
+                if leader is None or leader[0] != e.sid:
+                    raise RestoreError(f"PID {e.pid} is in process group {e.pgid}, whose "
+                                       "leader is not restored before it in its session")
         made[e.pid] = (e.sid, e.pgid)
 
 

@@ -34,6 +34,7 @@ NR = {
     "clone3": 435, "close_range": 436, "pidfd_getfd": 438, "map_shadow_stack": 453,
     "mlockall": 151, "seccomp": 317, "membarrier": 324, "mlock2": 325, "mseal": 462,
     "timerfd_create": 283, "timerfd_settime": 286, "signalfd4": 289,
+    "epoll_ctl": 233, "epoll_create1": 291,
 }
 
 

@@ -21,6 +21,7 @@ masked off, and is added so, still disarmed.
 """
 
 import contextlib
+import ctypes
 import errno
 import os
 import re
@@ -28,7 +29,7 @@ import re
 from ...errors import RestoreError
 from ...images.messages import classes
 from ...kernel import proc
-from ...kernel.sys import is_epoll_target
+from ...kernel.sys import is_epoll_target, syscall
 from .common import O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
 from .table import FD_TYPES, Kind
 
@@ -91,36 +92,31 @@ def check(files, entry):
         files.entry(watch.id)  # refuses, in one line, a watch of a file not in files.img
 
 
-def _libc():
-    import ctypes
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def open_entry(stub, entry):
-    import ctypes
-    fd = _libc().epoll_create1(0)
-    if fd < 0:
-        raise RestoreError(f"epoll_create1: {errno.errorcode.get(ctypes.get_errno(), '?')}")
+    fd = syscall("epoll_create1", 0)
     set_status_flags(fd, entry.epfd.flags)
     return high_dup(fd, stub.floor)
+
+
+EPOLL_CTL_ADD = 1
 
 
 def install(stub, entry, fd, fd_ids):
     """Add the watches, now that every fd of the process is at its number
     (``fd_ids``: fd number -> file id in this process). Processes sharing
     the instance add the same watches: the second finds them (EEXIST)."""
-    import ctypes
-    libc = _libc()
     event = (ctypes.c_uint32 * 3)()  # struct epoll_event is packed on x86-64: 12 bytes
     for watch in entry.epfd.tfd:
         event[0] = watch.events
         event[1] = watch.data & 0xffffffff
         event[2] = watch.data >> 32
-        with _file_at(watch.tfd, watch.id, fd_ids, entry.id):
-            failed = libc.epoll_ctl(fd, 1, watch.tfd, event)
-        if failed and ctypes.get_errno() != errno.EEXIST:
-            raise RestoreError(f"epoll_ctl(EPOLL_CTL_ADD) of fd {watch.tfd} failed: "
-                               f"{errno.errorcode.get(ctypes.get_errno(), '?')}")
+        try:
+            with _file_at(watch.tfd, watch.id, fd_ids, entry.id):
+                syscall("epoll_ctl", fd, EPOLL_CTL_ADD, watch.tfd, event)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise RestoreError(f"epoll_ctl(EPOLL_CTL_ADD) of fd {watch.tfd} failed: "
+                                   f"{e.strerror}") from None
 
 
 @contextlib.contextmanager

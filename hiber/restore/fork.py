@@ -25,6 +25,7 @@ import time
 from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel.clone import fork_with_pid
+from ..kernel.sys import syscall
 from ..resources import core, cow, files, fs
 from ..resources.files import memfd, regular
 
@@ -113,7 +114,7 @@ def _die_with_parent(parent):
     instant leaves no half-made process: the stubs it has seized die with it
     through PTRACE_O_EXITKILL, the others through this chain of parent-death
     signals. restore_thread puts the image's own parent-death signal back."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    syscall("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)  # the parent died before the prctl took effect
 
@@ -248,7 +249,7 @@ def _die_as(status):
     "core dumped" bit of the status is therefore not given back."""
     sig = status & 0x7f
     if sig:
-        ctypes.CDLL(None, use_errno=True).prctl(core.PR_SET_DUMPABLE, 0, 0, 0, 0)
+        syscall("prctl", core.PR_SET_DUMPABLE, 0, 0, 0, 0)
         if sig not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])

@@ -12,6 +12,7 @@ import socket
 import struct
 
 from ...images.messages import classes
+from ...kernel.sys import libc
 from ..files.common import UnsupportedFile
 
 SOL_SOCKET = socket.SOL_SOCKET
@@ -50,7 +51,6 @@ def _optional_int(sock, option):
 def _filter_blocks(sock):
     """How many instructions the socket filter has: getsockopt(SO_GET_FILTER)
     with a length of 0 asks only that (net/core/filter.c, sk_get_filter)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     length = ctypes.c_uint32(0)
     if libc.getsockopt(sock.fileno(), SOL_SOCKET, SO_GET_FILTER, None,
                        ctypes.byref(length)) != 0:

@@ -1,7 +1,7 @@
 """Messages of open files: fs, the file entries of each kind, fdinfo, and
 file_entry, the union of them all."""
 
-from . import HIBER_FIELDS, S
+from .base import HIBER_FIELDS, S
 from ..schema import optional, repeated, required
 
 # ---- §2.14 fs ------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Messages of memory: VMAs, the mm, and the pagemap."""
 
-from . import HIBER_FIELDS, S
+from .base import HIBER_FIELDS, S
 from ..schema import optional, repeated, required
 
 # ---- §2.12/§2.13 memory --------------------------------------------------

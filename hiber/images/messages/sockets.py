@@ -1,6 +1,6 @@
 """Messages of sockets: options, unix sockets, queued packets."""
 
-from . import HIBER_FIELDS, S
+from .base import HIBER_FIELDS, S
 from ..schema import optional, repeated, required
 
 # ---- sockets (CRIU's sk-opts.proto, sk-unix.proto, sk-packet.proto) -------

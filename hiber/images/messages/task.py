@@ -2,7 +2,7 @@
 signals, timers, rlimits, credentials, the core, seccomp, time namespace
 offsets and the dump statistics."""
 
-from . import HIBER_FIELDS, S
+from .base import HIBER_FIELDS, S
 from ..schema import optional, repeated, required
 
 # ---- §2.1 inventory ----------------------------------------------------

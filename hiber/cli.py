@@ -214,9 +214,15 @@ def _add_common_options(p):
                    help="accepted: hiber dumps no network state (inet sockets and network "
                         "namespaces are refused), so there is nothing to lock")
     # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
-    p.add_argument("--pre-dump-mode", choices=["splice", "read"],
-                   help="accepted: it tells how a pre-dump reads memory, and hiber makes "
-                        "no pre-dumps yet")
+    p.add_argument("--pre-dump-mode", choices=["splice", "read"], default="splice",
+                   help="pre-dump: recorded in the inventory as criu does (hiber reads "
+                        "memory the same way in both)")
+    p.add_argument("--track-mem", action="store_true",
+                   help="dump: keep tracking the memory of a tree left running, for a "
+                        "next dump with --prev-images-dir")
+    p.add_argument("--prev-images-dir", metavar="DIR",
+                   help="dump, pre-dump: the previous (pre-)dump, relative to -D; pages "
+                        "unchanged since are referred to, not copied")
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
@@ -235,7 +241,7 @@ PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap
                "--tcp-skip-in-flight", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
 _CGROUPS = "hiber does not checkpoint cgroups yet"
-_PAGES = "hiber has no incremental dumps, page server, lazy pages or image streaming yet"
+_PAGES = "hiber has no page server, lazy pages, deduplication or image streaming yet"
 # criu options hiber cannot honour: refused with one line each, rather than
 # accepted and silently ignored.  flag -> (0 for a switch, else 1; why)
 REFUSED = {
@@ -261,7 +267,7 @@ REFUSED = {
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
     "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
-    "--track-mem": (0, _PAGES), "--stream": (0, _PAGES), "--prev-images-dir": (1, _PAGES),
+    "--stream": (0, _PAGES),
     "--address": (1, _PAGES), "--port": (1, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
@@ -294,6 +300,9 @@ def options_from(args):
         pidfile=args.pidfile if args.command == "restore" else None,
         show_progress=True,
         action_scripts=tuple(args.action_script),
+        track_mem=getattr(args, "track_mem", False),
+        prev_images_dir=getattr(args, "prev_images_dir", None),
+        pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         fault=os.environ.get("HIBER_FAULT"))
 
@@ -338,6 +347,22 @@ def cmd_dump(args):
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
               file=sys.stderr)
+    return 0
+
+
+def cmd_pre_dump(args):
+    from .dump import pre_dump
+    from .inject.interrupts import deferring
+    _refuse_unsupported_options(args)
+    os.makedirs(args.images_dir, exist_ok=True)
+    result = _logged(args, "Pre-dumping", "Pre-dumping finished successfully",
+                     f"pre-dump of PID {args.tree}",
+                     lambda options: deferring(
+                         lambda: pre_dump(args.tree, args.images_dir, options=options))(),
+                     "pre-dump")
+    if args.display_stats:
+        print(f"Pre-dumped {len(result.pids)} process(es), {result.pages_written} page(s) "
+              f"in {result.times.get('frozen', 0):.3f} s", file=sys.stderr)
     return 0
 
 
@@ -434,6 +459,13 @@ def build_parser():
                    help="leave the tree stopped after the dump")
     p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
     p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("pre-dump", help="copy a running tree's memory and track its writes, "
+                                         "for a later dump (as criu pre-dump)")
+    _add_common_options(p)
+    p.add_argument("-t", "--tree", type=int, required=True, help="root PID of the tree")
+    p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
+    p.set_defaults(func=cmd_pre_dump)
 
     p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",
                        epilog=RESTORE_EPILOG,

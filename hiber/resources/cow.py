@@ -98,7 +98,7 @@ def premap(plan, p, open_file):
                                      if v.start not in inherited))
     runs = [r for r in p.pagemap.runs if r.present]
     run_ends = [r.end for r in runs]
-    pages = os.open(plan.images.file_path("PAGES", p.pagemap.pages_id), os.O_RDONLY)
+    pages = os.open(p.pages_path, os.O_RDONLY)
     try:
         for v in shared:
             mine = _runs_within(runs, run_ends, v.start, v.end)

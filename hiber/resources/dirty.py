@@ -106,10 +106,13 @@ def parent_dir(images_path, prev):
 
 
 def _start_time(pid):
+    """The start time of a live process (None for a zombie or none at all):
+    with the PID, it names one process across PID reuse."""
     try:
-        return proc.stat(pid).start_time
-    except OSError:
+        st = proc.stat(pid)
+    except (OSError, proc.NoSuchProcess):
         return None
+    return None if st.state in "ZX" else st.start_time
 
 
 def adopt(images_path, prev, pids):
@@ -146,8 +149,14 @@ def adopt(images_path, prev, pids):
             pagemap_path = os.path.join(where, f"pagemap-{pid}.img")
             if not os.path.exists(pagemap_path):
                 continue
+            try:
+                fd = pidfd_getfd(holder, entry["fd"])
+            except OSError as e:  # the tracker is exiting
+                log.warning("cannot take PID %d's tracking from the tracker %d (%s): its "
+                            "pages are all copied", pid, tracker, e.strerror)
+                continue
+            found.fds[pid] = fd
             found.parent[pid] = ParentPages(read_pagemap(pagemap_path).runs)
-            found.fds[pid] = pidfd_getfd(holder, entry["fd"])
     finally:
         os.close(holder)
     return found

@@ -220,6 +220,10 @@ def _add_common_options(p):
     p.add_argument("--track-mem", action="store_true",
                    help="dump: keep tracking the memory of a tree left running, for a "
                         "next dump with --prev-images-dir")
+    p.add_argument("--page-server", action="store_true",
+                   help="dump, pre-dump: send the pages to a page server (--address, --port)")
+    p.add_argument("--address", help="the page server's address (page-server: where to listen)")
+    p.add_argument("--port", type=int, help="the page server's TCP port")
     p.add_argument("--prev-images-dir", metavar="DIR",
                    help="dump, pre-dump: the previous (pre-)dump, relative to -D; pages "
                         "unchanged since are referred to, not copied")
@@ -247,8 +251,6 @@ _PAGES = "hiber has no page server, lazy pages, deduplication or image streaming
 REFUSED = {
     "--config": (1, "hiber reads no configuration files: give the options on the command "
                     "line"),
-    "--status-fd": (1, "it is for page-server, lazy-pages and service, which hiber does not "
-                       "have yet"),
     "--external": (1, "hiber cannot map external resources (mounts, devices, files, "
                       "links) yet"),
     "--ext-mount-map": (1, _MOUNTS), "--skip-mnt": (1, _MOUNTS), "--enable-fs": (1, _MOUNTS),
@@ -266,9 +268,8 @@ REFUSED = {
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
-    "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
-    "--stream": (0, _PAGES),
-    "--address": (1, _PAGES), "--port": (1, _PAGES), "--ps-socket": (1, _PAGES),
+    "--auto-dedup": (0, _PAGES), "--lazy-pages": (0, _PAGES),
+    "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
 
@@ -301,6 +302,9 @@ def options_from(args):
         show_progress=True,
         action_scripts=tuple(args.action_script),
         track_mem=getattr(args, "track_mem", False),
+        page_server=getattr(args, "page_server", False),
+        address=getattr(args, "address", None),
+        port=getattr(args, "port", None),
         prev_images_dir=getattr(args, "prev_images_dir", None),
         pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
@@ -363,6 +367,21 @@ def cmd_pre_dump(args):
     if args.display_stats:
         print(f"Pre-dumped {len(result.pids)} process(es), {result.pages_written} page(s) "
               f"in {result.times.get('frozen', 0):.3f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_page_server(args):
+    from .images.imagedir import ImageDir
+    from .pages import server
+    _refuse_unsupported_options(args)
+    if not args.port:
+        raise UsageError("page-server needs --port")
+    images = ImageDir(args.images_dir, create=True)
+    _logged(args, "Serving pages", "Page server finished successfully",
+            f"page server on port {args.port}",
+            lambda options: server.run(images, args.address, args.port, daemon=args.daemon,
+                                       status_fd=args.status_fd, pidfile=args.pidfile),
+            "page-server")
     return 0
 
 
@@ -466,6 +485,15 @@ def build_parser():
     p.add_argument("-t", "--tree", type=int, required=True, help="root PID of the tree")
     p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
     p.set_defaults(func=cmd_pre_dump)
+
+    p = sub.add_parser("page-server", help="receive a dump's pages over TCP into an images "
+                                            "dir (as criu page-server)")
+    _add_common_options(p)
+    p.add_argument("--daemon", action="store_true",
+                   help="serve in the background; --pidfile gets its PID")
+    p.add_argument("--status-fd", type=int,
+                   help="write a zero byte to this fd once connections are accepted")
+    p.set_defaults(func=cmd_page_server)
 
     p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",
                        epilog=RESTORE_EPILOG,

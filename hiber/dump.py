@@ -22,6 +22,8 @@ from .inject import interrupts
 from .inject.remote import RemoteTask, find_gadgets
 from .kernel import proc
 from .options import build_options
+from .errors import UsageError
+from .pages.server import PageServerClient
 from .progress import progress_bar
 from .resources import core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
 from .resources.seccomp import SeccompFilters
@@ -80,6 +82,7 @@ def dump(pid, images_dir, *, options=None, **given):
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
+    connect_page_server(images, options)
     scripts = actions.ActionScripts(options.action_scripts, images.path)
     scripts.run(actions.PRE_DUMP, pid)
 
@@ -138,6 +141,8 @@ def dump(pid, images_dir, *, options=None, **given):
     finally:
         file_table.shmem.close()
         previous.close()
+        if images.page_server is not None:
+            images.page_server.close()
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)
     # the tree is killed or its tracking passed on: the tracker whose record
@@ -241,7 +246,19 @@ def write_memory(images, collected, shared, options, with_shared=True):
             total += c.pages.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
                      c.pages.pages_written, c.pages.pages_scanned, c.pages_id)
+    if images.page_server is not None:
+        images.page_server.finish()  # the server confirms every page is written
     return total
+
+
+def connect_page_server(images, options):
+    """--page-server: the pages go to the server, the rest to the images dir."""
+    if options.page_server:
+        if not options.port:
+            raise UsageError("--page-server needs --port (and --address, if not this host)")
+        images.page_server = PageServerClient(options.address, options.port)
+        log.info("Sending pages to the page server at %s:%d", options.address or "localhost",
+                 options.port)
 
 
 def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes):
@@ -294,6 +311,7 @@ def pre_dump(pid, images_dir, *, options=None, **given):
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Pre-dumping the tree of PID %d into %s", pid, images.path)
+    connect_page_server(images, options)
     clock.start("freezing")
     tree = freeze_tree(pid)
     clock.stop("freezing")
@@ -331,6 +349,8 @@ def pre_dump(pid, images_dir, *, options=None, **given):
     finally:
         file_table.shmem.close()
         previous.close()
+        if images.page_server is not None:
+            images.page_server.close()
     tree.thaw()
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)

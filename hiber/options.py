@@ -47,6 +47,11 @@ class Options:
     # pre-dump: how criu reads memory ("splice" or "read"); hiber reads it the
     # same way in both and records the mode in the inventory, as criu does
     pre_dump_mode: str = "splice"
+    # dump, pre-dump: send the pages to a page server at address:port
+    # instead of the images dir (criu --page-server --address --port)
+    page_server: bool = False
+    address: str | None = None
+    port: int | None = None
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

@@ -19,7 +19,7 @@ from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT
 from ..kernel import pagescan
 from . import dirty
-from ..kernel.sys import IOV_MAX, address_of, process_vm_readv, write_all
+from ..kernel.sys import IOV_MAX, address_of, process_vm_readv
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +223,12 @@ class ProcessPages:
                         raise HiberError(f"PID {self.pid}: cannot read memory at "
                                          f"0x{vaddr + skip:x}")
                 offset += size
-        write_all(writer.pages_file.fileno(), memoryview(buffer)[:total])
+        view, offset = memoryview(buffer), 0
         for vaddr, n, flags in batch:
-            writer.add(vaddr, n, flags)
+            # the writer puts the data where its entry says (a local pages
+            # file, or a page server's connection)
+            writer.add(vaddr, n, flags, view[offset:offset + n * PAGE_SIZE])
+            offset += n * PAGE_SIZE
         self.pages_written += total // PAGE_SIZE
         if progress:
             progress(total // PAGE_SIZE)

@@ -220,6 +220,9 @@ def _add_common_options(p):
     p.add_argument("--track-mem", action="store_true",
                    help="dump: keep tracking the memory of a tree left running, for a "
                         "next dump with --prev-images-dir")
+    p.add_argument("--lazy-pages", action="store_true",
+                   help="restore: leave private memory to `hiber lazy-pages`, which brings "
+                        "it in on fault and in the background")
     p.add_argument("--page-server", action="store_true",
                    help="dump, pre-dump: send the pages to a page server (--address, --port)")
     p.add_argument("--address", help="the page server's address (page-server: where to listen)")
@@ -268,8 +271,7 @@ REFUSED = {
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
-    "--auto-dedup": (0, _PAGES), "--lazy-pages": (0, _PAGES),
-    "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
+    "--auto-dedup": (0, _PAGES), "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
 
@@ -303,6 +305,7 @@ def options_from(args):
         action_scripts=tuple(args.action_script),
         track_mem=getattr(args, "track_mem", False),
         page_server=getattr(args, "page_server", False),
+        lazy_pages=getattr(args, "lazy_pages", False),
         address=getattr(args, "address", None),
         port=getattr(args, "port", None),
         prev_images_dir=getattr(args, "prev_images_dir", None),
@@ -382,6 +385,20 @@ def cmd_page_server(args):
             lambda options: server.run(images, args.address, args.port, daemon=args.daemon,
                                        status_fd=args.status_fd, pidfile=args.pidfile),
             "page-server")
+    return 0
+
+
+def cmd_lazy_pages(args):
+    from .images.imagedir import ImageDir
+    from .pages import lazy
+    _refuse_unsupported_options(args)
+    if args.page_server:
+        raise UsageError("lazy-pages --page-server is not supported: hiber serves lazy pages "
+                         "from the images dir only")
+    images = ImageDir(args.images_dir)
+    _logged(args, "Serving lazy pages", "Lazy pages finished successfully",
+            "lazy-pages", lambda options: lazy.serve(images, status_fd=args.status_fd),
+            "lazy-pages")
     return 0
 
 
@@ -494,6 +511,14 @@ def build_parser():
     p.add_argument("--status-fd", type=int,
                    help="write a zero byte to this fd once connections are accepted")
     p.set_defaults(func=cmd_page_server)
+
+    p = sub.add_parser("lazy-pages", help="serve the lazy pages of a restore --lazy-pages "
+                                           "(as criu lazy-pages)")
+    _add_common_options(p)
+    p.add_argument("--daemon", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--status-fd", type=int,
+                   help="write a zero byte to this fd once the restore may start")
+    p.set_defaults(func=cmd_lazy_pages)
 
     p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",
                        epilog=RESTORE_EPILOG,

@@ -52,6 +52,9 @@ class Options:
     page_server: bool = False
     address: str | None = None
     port: int | None = None
+    # restore: leave private anonymous memory to the lazy-pages daemon, which
+    # brings it in on fault and in the background (criu --lazy-pages)
+    lazy_pages: bool = False
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

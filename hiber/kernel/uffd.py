@@ -88,3 +88,68 @@ def async_wp_works():
         return False
     finally:
         os.close(fd)
+
+
+# ---- missing-page mode, for lazy restore ------------------------------------------
+
+UFFDIO_COPY = 0xC028AA03           # struct uffdio_copy, 40 bytes
+UFFDIO_REGISTER_MODE_MISSING = 1 << 0
+# non-cooperative events: the tracked process forks, moves, drops or unmaps
+# memory; each is reported (and waits) until the fd's reader has read it
+UFFD_FEATURE_EVENT_FORK = 1 << 1
+UFFD_FEATURE_EVENT_REMAP = 1 << 2
+UFFD_FEATURE_EVENT_REMOVE = 1 << 3
+UFFD_FEATURE_EVENT_UNMAP = 1 << 6
+NON_COOPERATIVE = (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP
+                   | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
+
+UFFD_EVENT_PAGEFAULT = 0x12
+UFFD_EVENT_FORK = 0x13
+UFFD_EVENT_REMAP = 0x14
+UFFD_EVENT_REMOVE = 0x15
+UFFD_EVENT_UNMAP = 0x16
+MSG_SIZE = 32  # struct uffd_msg
+
+
+class uffdio_copy(ctypes.Structure):
+    _fields_ = [("dst", ctypes.c_uint64), ("src", ctypes.c_uint64), ("len", ctypes.c_uint64),
+                ("mode", ctypes.c_uint64), ("copy", ctypes.c_int64)]
+
+
+def enable_missing(fd):
+    """UFFDIO_API with the non-cooperative events: a lazily restored
+    process that forks, mremaps, or drops memory must tell the server."""
+    api = uffdio_api(api=UFFD_API, features=NON_COOPERATIVE)
+    fcntl.ioctl(fd, UFFDIO_API, api)
+
+
+def register_missing(fd, start, length):
+    fcntl.ioctl(fd, UFFDIO_REGISTER,
+                uffdio_register(range=uffdio_range(start, length),
+                                mode=UFFDIO_REGISTER_MODE_MISSING))
+
+
+def copy(fd, dst, src_address, length):
+    """UFFDIO_COPY: fill [dst, dst+length) of the fd's mm from our memory at
+    ``src_address`` and wake the threads waiting there. Returns the bytes
+    copied; raises OSError (EEXIST: a page is there already, EAGAIN: the
+    layout is changing, ESRCH/ENOENT: the process is gone)."""
+    arg = uffdio_copy(dst=dst, src=src_address, len=length, mode=0, copy=0)
+    try:
+        fcntl.ioctl(fd, UFFDIO_COPY, arg)
+    except OSError:
+        if arg.copy > 0:
+            return arg.copy
+        raise
+    return arg.copy
+
+
+def parse_message(raw):
+    """(event, a, b, c) of a struct uffd_msg: for a page fault (flags,
+    address, 0); fork (new fd, 0, 0); remap (from, to, length); remove and
+    unmap (start, end, 0)."""
+    event = raw[0]
+    if event == UFFD_EVENT_FORK:
+        return event, int.from_bytes(raw[8:12], "little"), 0, 0
+    a, b, c = (int.from_bytes(raw[i:i + 8], "little") for i in (8, 16, 24))
+    return event, a, b, c

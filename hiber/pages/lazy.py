@@ -17,6 +17,8 @@ mremap moves them, MADV_DONTNEED and munmap drop them (what is dropped must
 read as zero, not as the old contents).
 """
 
+import bisect
+import errno
 import logging
 import mmap
 import os
@@ -26,7 +28,7 @@ import struct
 
 from ..errors import HiberError
 from ..images.chain import resolve
-from ..images.pagemap import PAGE_SIZE, PE_LAZY
+from ..images.pagemap import PAGE_SIZE, PE_LAZY, PageRun
 from ..kernel import uffd
 from ..kernel.sys import address_of, pidfd_getfd, pidfd_open
 
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "lazy-pages.socket"
 FAULT_CHUNK = 64 << 10      # what one fault brings in
 BACKGROUND_CHUNK = 2 << 20  # what one background step copies
+# a process handed over: its PID and how many (start, end) ranges follow
+# (u64 pairs); its userfaultfd rides on the header (SCM_RIGHTS). PID 0 ends.
+HEADER = struct.Struct("<iI")
 
 
 class LazyError(HiberError):
@@ -73,14 +78,18 @@ class Handover:
             uffd.enable_missing(fd)
             for v in _vmas_holding(vmas, lazy_runs):
                 uffd.register_missing(fd, v.start, v.end - v.start)
-            socket.send_fds(self.sock, [struct.pack("<i", pid)], [fd])
+            # the ranges themselves: the daemon must not fill what the restore
+            # filled another way (a copy-on-write premap)
+            ranges = b"".join(struct.pack("<QQ", r.vaddr, r.end) for r in lazy_runs)
+            socket.send_fds(self.sock, [HEADER.pack(pid, len(lazy_runs))], [fd])
+            self.sock.sendall(ranges)
         finally:
             os.close(fd)
 
     def close(self):
         if self.sock is not None:
             try:
-                self.sock.sendall(struct.pack("<i", 0))
+                self.sock.sendall(HEADER.pack(0, 0))
             except OSError:
                 pass
             self.sock.close()
@@ -88,7 +97,9 @@ class Handover:
 
 
 def _vmas_holding(vmas, runs):
-    return [v for v in vmas if any(v.start <= r.vaddr < v.end for r in runs)]
+    """The VMAs a lazy run touches (a run of the pagemap may span two
+    adjacent VMAs)."""
+    return [v for v in vmas if any(r.vaddr < v.end and v.start < r.end for r in runs)]
 
 
 def lazy_runs(pagemap):
@@ -96,6 +107,22 @@ def lazy_runs(pagemap):
 
 
 # ---- the daemon ------------------------------------------------------------------
+
+def _within(runs, wanted):
+    """The parts of ``runs`` (PageRuns, ascending, with their data offsets)
+    inside the ``wanted`` (start, end) ranges: one walk over both."""
+    wanted = sorted(wanted)
+    i = 0
+    for r in runs:
+        while i < len(wanted) and wanted[i][1] <= r.vaddr:
+            i += 1
+        j = i
+        while j < len(wanted) and wanted[j][0] < r.end:
+            a, b = max(wanted[j][0], r.vaddr), min(wanted[j][1], r.end)
+            if a < b:
+                yield PageRun(a, (b - a) // PAGE_SIZE, r.flags, r.pages_offset + a - r.vaddr)
+            j += 1
+
 
 class Remaining:
     """The pages still to bring into one mm: (dst start, dst end, offset of
@@ -157,19 +184,26 @@ class Daemon:
         """One message of the restore: a process and its fd (served from now
         on: the restore itself may touch its memory), or 0, the end.
         Returns False at the end."""
-        msg, fds, _, _ = socket.recv_fds(conn, 4, 1)
-        if len(msg) < 4:
+        msg, fds, _, _ = socket.recv_fds(conn, HEADER.size, 1, socket.MSG_WAITALL)
+        if len(msg) < HEADER.size:
             raise LazyError("the restore went away before handing over its processes")
-        pid = struct.unpack("<i", msg)[0]
+        pid, count = HEADER.unpack(msg)
         if pid == 0:
             return False
         if not fds:
             raise LazyError(f"PID {pid} came without its userfaultfd")
-        self._add(pid, fds[0])
+        raw = b""
+        while len(raw) < count * 16:
+            chunk = conn.recv(count * 16 - len(raw))
+            if not chunk:
+                raise LazyError(f"the restore went away while handing over PID {pid}")
+            raw += chunk
+        wanted = [struct.unpack_from("<QQ", raw, i * 16) for i in range(count)]
+        self._add(pid, fds[0], wanted)
         poller.register(fds[0], select.POLLIN)
         return True
 
-    def _add(self, pid, fd):
+    def _add(self, pid, fd, wanted):
         pagemap = self.images.pagemap(pid)
         resolved = resolve(self.images.path, pagemap,
                            self.images.file_path("PAGES", pagemap.pages_id), pid)
@@ -178,7 +212,18 @@ class Daemon:
         finally:
             resolved.close()
         self.pages_fds.append(pages_fd)
-        ranges = [(r.vaddr, r.end, r.pages_offset) for r in lazy_runs(resolved.pagemap)]
+        # UFFDIO_COPY fills within one VMA (ENOENT across a boundary): cut
+        # the runs where the image's VMAs begin and end
+        cuts = sorted({a for v in self.images.read_one("MM", pid).vmas for a in (v.start, v.end)})
+        ranges = []
+        for r in _within(lazy_runs(resolved.pagemap), wanted):
+            start = r.vaddr
+            for cut in cuts[bisect.bisect_right(cuts, start):]:
+                if cut >= r.end:
+                    break
+                ranges.append((start, cut, r.pages_offset + start - r.vaddr))
+                start = cut
+            ranges.append((start, r.end, r.pages_offset + start - r.vaddr))
         os.set_blocking(fd, False)
         self.fds[fd] = Remaining(pages_fd, ranges)
         log.info("PID %d: %d lazy page(s) to serve", pid,
@@ -269,13 +314,13 @@ class Daemon:
 
     def _copy(self, fd, remaining, start, end, offset, poller):
         length = end - start
-        view = memoryview(self.buffer)[:length]
-        if offset is None:
-            view[:] = bytes(length)
-        else:
-            got = os.preadv(remaining.pages_fd, [view], offset)
-            if got != length:
-                raise LazyError(f"the pages file ended early at offset {offset}")
+        with memoryview(self.buffer) as whole, whole[:length] as view:
+            if offset is None:
+                view[:] = bytes(length)
+            else:
+                got = os.preadv(remaining.pages_fd, [view], offset)
+                if got != length:
+                    raise LazyError(f"the pages file ended early at offset {offset}")
         position = start
         while position < end:
             try:
@@ -286,9 +331,14 @@ class Daemon:
                 return
             except FileExistsError:
                 n = PAGE_SIZE  # someone filled this page: skip it
-            except OSError:
-                self._drop(fd, poller)  # the process is gone
-                return
+            except OSError as e:
+                if e.errno == errno.ESRCH:
+                    self._drop(fd, poller)  # the process is gone
+                    return
+                # closing the fd now would let the process read zeros where
+                # its memory was: fail loudly instead
+                raise LazyError(f"cannot bring in the pages at 0x{position:x}: "
+                                f"{e.strerror}") from None
             if n <= 0:
                 n = PAGE_SIZE
             position += n

@@ -306,6 +306,7 @@ def options_from(args):
         track_mem=getattr(args, "track_mem", False),
         page_server=getattr(args, "page_server", False),
         lazy_pages=getattr(args, "lazy_pages", False),
+        status_fd=getattr(args, "status_fd", None) if args.command == "dump" else None,
         address=getattr(args, "address", None),
         port=getattr(args, "port", None),
         prev_images_dir=getattr(args, "prev_images_dir", None),
@@ -392,12 +393,13 @@ def cmd_lazy_pages(args):
     from .images.imagedir import ImageDir
     from .pages import lazy
     _refuse_unsupported_options(args)
-    if args.page_server:
-        raise UsageError("lazy-pages --page-server is not supported: hiber serves lazy pages "
-                         "from the images dir only")
+    if args.page_server and not args.port:
+        raise UsageError("lazy-pages --page-server needs --port (and --address)")
     images = ImageDir(args.images_dir)
+    remote = (args.address, args.port) if args.page_server else None
     _logged(args, "Serving lazy pages", "Lazy pages finished successfully",
-            "lazy-pages", lambda options: lazy.serve(images, status_fd=args.status_fd),
+            "lazy-pages", lambda options: lazy.serve(images, status_fd=args.status_fd,
+                                                     remote=remote),
             "lazy-pages")
     return 0
 
@@ -494,6 +496,8 @@ def build_parser():
     p.add_argument("-s", "--leave-stopped", action="store_true",
                    help="leave the tree stopped after the dump")
     p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
+    p.add_argument("--status-fd", type=int,
+                   help="with --lazy-pages: a zero byte here once the pages are served")
     p.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("pre-dump", help="copy a running tree's memory and track its writes, "

@@ -23,7 +23,8 @@ from .inject.remote import RemoteTask, find_gadgets
 from .kernel import proc
 from .options import build_options
 from .errors import UsageError
-from .pages.server import PageServerClient
+from .pages import server as page_server
+from .pages.server import LazyDumpWriter, LazyStore, PageServerClient
 from .progress import progress_bar
 from .resources import core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
 from .resources.seccomp import SeccompFilters
@@ -79,6 +80,10 @@ def dump(pid, images_dir, *, options=None, **given):
     ``leave_running`` resumes it instead, ``leave_stopped`` leaves it stopped.
     """
     options = build_options("dump", options, **given)
+    if options.lazy_pages and (options.leave_running or options.leave_stopped
+                               or not options.port):
+        raise UsageError("dump --lazy-pages serves the pages on --port once the tree is "
+                         "gone: give --port, without --leave-running or --leave-stopped")
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
@@ -120,7 +125,9 @@ def dump(pid, images_dir, *, options=None, **given):
 
         fault_point(options, "files")
         clock.start("memdump")
-        pages_written = write_memory(images, collected, file_table.shmem, options)
+        lazy_store = LazyStore() if options.lazy_pages else None
+        pages_written = write_memory(images, collected, file_table.shmem, options,
+                                     lazy_store=lazy_store)
         clock.stop("memdump")
         clock.start("memwrite")
         write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
@@ -160,6 +167,8 @@ def dump(pid, images_dir, *, options=None, **given):
     else:
         tree.kill()
         log.info("Dump finished; the tree was killed")
+    if lazy_store is not None:
+        serve_kept_pages(lazy_store, options)
     return DumpResult(list(tree.processes), sum(1 for _ in tree.all_threads()),
                       pages_written, images.path,
                       {k: round(v, 6) for k, v in clock.marks.items()})
@@ -225,7 +234,22 @@ def _thread_core_entry(pid, tid, remote, scratch, tc=None):
     return entry
 
 
-def write_memory(images, collected, shared, options, with_shared=True):
+def serve_kept_pages(store, options):
+    """dump --lazy-pages: the lazy pages, kept in memory, go to the restoring
+    side's lazy-pages daemon as it asks for them (lazy migration)."""
+    try:
+        listener = page_server.listen(options.address, options.port)
+        if options.status_fd is not None:
+            os.write(options.status_fd, b"\0")
+            os.close(options.status_fd)
+        log.info("Serving the lazy pages on port %d", options.port)
+        served = page_server.serve_lazy(listener, store)
+        log.info("Lazy pages: %d page(s) sent", served)
+    finally:
+        store.close()
+
+
+def write_memory(images, collected, shared, options, with_shared=True, lazy_store=None):
     """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img.
     A pre-dump leaves shared memory to the dump (``with_shared`` False)."""
     zero_pfn = pages.zero_page_pfn()
@@ -240,6 +264,8 @@ def write_memory(images, collected, shared, options, with_shared=True):
     with progress_bar(to_write, options.show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
+                if lazy_store is not None:
+                    writer = LazyDumpWriter(writer, lazy_store, c.pid)
                 c.pages.write_pages(writer, runs[c.pid], buffer,
                                     interrupts.checked(bar.update))
                 fault_point(options, "pages")

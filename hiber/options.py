@@ -53,8 +53,12 @@ class Options:
     address: str | None = None
     port: int | None = None
     # restore: leave private anonymous memory to the lazy-pages daemon, which
-    # brings it in on fault and in the background (criu --lazy-pages)
+    # brings it in on fault and in the background (criu --lazy-pages);
+    # dump: keep those pages back and serve them on --port once the tree is
+    # gone, for a restore elsewhere with a lazy-pages daemon (lazy migration)
     lazy_pages: bool = False
+    # a dump serving lazy pages writes a zero byte here once it listens
+    status_fd: int | None = None
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

@@ -31,6 +31,7 @@ from ..images.chain import resolve
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PageRun
 from ..kernel import uffd
 from ..kernel.sys import address_of, pidfd_getfd, pidfd_open
+from . import server
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ BACKGROUND_CHUNK = 2 << 20  # what one background step copies
 # a process handed over: its PID and how many (start, end) ranges follow
 # (u64 pairs); its userfaultfd rides on the header (SCM_RIGHTS). PID 0 ends.
 HEADER = struct.Struct("<iI")
+
+
+ZERO = -1  # a page nobody has: zeros, as an untouched page reads
 
 
 class LazyError(HiberError):
@@ -103,7 +107,9 @@ def _vmas_holding(vmas, runs):
 
 
 def lazy_runs(pagemap):
-    return [r for r in pagemap.runs if r.present and r.flags & PE_LAZY]
+    """Runs the daemon brings in: with data in the pages file, or, after a
+    dump --lazy-pages (PE_LAZY without PE_PRESENT), kept by that dump."""
+    return [r for r in pagemap.runs if r.flags & PE_LAZY]
 
 
 # ---- the daemon ------------------------------------------------------------------
@@ -120,20 +126,27 @@ def _within(runs, wanted):
         while j < len(wanted) and wanted[j][0] < r.end:
             a, b = max(wanted[j][0], r.vaddr), min(wanted[j][1], r.end)
             if a < b:
-                yield PageRun(a, (b - a) // PAGE_SIZE, r.flags, r.pages_offset + a - r.vaddr)
+                yield PageRun(a, (b - a) // PAGE_SIZE, r.flags, _shift(r.pages_offset, a - r.vaddr))
             j += 1
+
+
+def _shift(offset, delta):
+    return None if offset is None else offset + delta
 
 
 class Remaining:
     """The pages still to bring into one mm: (dst start, dst end, offset of
-    the data in the pages file), ascending."""
+    the data in the pages file, or None: the dump kept them, ask it),
+    ascending; ``pid`` names them for that dump (a forked child's pages are
+    its parent's image's)."""
 
-    def __init__(self, pages_fd, ranges):
+    def __init__(self, pid, pages_fd, ranges):
+        self.pid = pid
         self.pages_fd = pages_fd
         self.ranges = sorted(ranges)
 
     def copy(self):
-        return Remaining(self.pages_fd, list(self.ranges))
+        return Remaining(self.pid, self.pages_fd, list(self.ranges))
 
     def find(self, address):
         for i, (start, end, _) in enumerate(self.ranges):
@@ -151,7 +164,7 @@ class Remaining:
             if s < start:
                 out.append((s, start, off))
             if e > end:
-                out.append((end, e, off + (end - s)))
+                out.append((end, e, _shift(off, end - s)))
         self.ranges = out
 
     def move(self, old, new, length):
@@ -164,15 +177,16 @@ class Remaining:
                 continue
             if s < lo:
                 kept.append((s, lo, off))
-            moved.append((lo - old + new, hi - old + new, off + (lo - s)))
+            moved.append((lo - old + new, hi - old + new, _shift(off, lo - s)))
             if e > hi:
-                kept.append((hi, e, off + (hi - s)))
+                kept.append((hi, e, _shift(off, hi - s)))
         self.ranges = sorted(kept + moved)
 
 
 class Daemon:
-    def __init__(self, images):
+    def __init__(self, images, source=None):
         self.images = images
+        self.source = source  # server.LazySource: the dump that kept the pages
         self.fds = {}       # uffd -> Remaining
         self.pages_fds = []
         self.buffer = mmap.mmap(-1, BACKGROUND_CHUNK)
@@ -221,11 +235,14 @@ class Daemon:
             for cut in cuts[bisect.bisect_right(cuts, start):]:
                 if cut >= r.end:
                     break
-                ranges.append((start, cut, r.pages_offset + start - r.vaddr))
+                ranges.append((start, cut, _shift(r.pages_offset, start - r.vaddr)))
                 start = cut
-            ranges.append((start, r.end, r.pages_offset + start - r.vaddr))
+            ranges.append((start, r.end, _shift(r.pages_offset, start - r.vaddr)))
         os.set_blocking(fd, False)
-        self.fds[fd] = Remaining(pages_fd, ranges)
+        if self.source is None and any(off is None for _, _, off in ranges):
+            raise LazyError(f"PID {pid}'s images were dumped with --lazy-pages: give this "
+                            "daemon --page-server --address --port of that dump")
+        self.fds[fd] = Remaining(pid, pages_fd, ranges)
         log.info("PID %d: %d lazy page(s) to serve", pid,
                  sum(e - s for s, e, _ in ranges) // PAGE_SIZE)
 
@@ -297,12 +314,12 @@ class Daemon:
         if i is None:
             # not ours to fill (dropped since, or never lazy): a zero page
             # wakes the thread, as the kernel's own fault would have given
-            self._copy(fd, remaining, address, address + PAGE_SIZE, None, poller)
+            self._copy(fd, remaining, address, address + PAGE_SIZE, ZERO, poller)
             return
         start, end, off = remaining.ranges[i]
         lo = max(start, address - (address - start) % FAULT_CHUNK)
         hi = min(end, lo + FAULT_CHUNK)
-        self._copy(fd, remaining, lo, hi, off + (lo - start), poller)
+        self._copy(fd, remaining, lo, hi, _shift(off, lo - start), poller)
 
     def _background_step(self, poller):
         for fd, remaining in list(self.fds.items()):
@@ -315,8 +332,10 @@ class Daemon:
     def _copy(self, fd, remaining, start, end, offset, poller):
         length = end - start
         with memoryview(self.buffer) as whole, whole[:length] as view:
-            if offset is None:
+            if offset is ZERO:
                 view[:] = bytes(length)
+            elif offset is None:
+                self.source.fetch(remaining.pid, start, view)
             else:
                 got = os.preadv(remaining.pages_fd, [view], offset)
                 if got != length:
@@ -354,9 +373,11 @@ class Daemon:
         self.buffer.close()
 
 
-def serve(images, *, status_fd=None):
+def serve(images, *, status_fd=None, remote=None):
     """criu lazy-pages: wait for a restore on the images dir's socket, then
-    serve its processes' lazy pages until every one has arrived."""
+    serve its processes' lazy pages until every one has arrived; from the
+    images dir, or from the dump at ``remote`` (address, port) that kept
+    them (lazy migration)."""
     path = os.path.join(images.path, SOCKET_NAME)
     if os.path.exists(path):
         os.unlink(path)
@@ -371,12 +392,17 @@ def serve(images, *, status_fd=None):
     finally:
         listener.close()
         os.unlink(path)
-    daemon = Daemon(images)
+    source = server.LazySource(*remote) if remote else None
+    daemon = Daemon(images, source)
     try:
         with conn:
             copied = daemon.run(conn)
+        if source is not None:
+            source.finish()
     finally:
         daemon.close()
+        if source is not None:
+            source.client.close()
     log.info("Lazy pages: %d page(s) served", copied)
     return copied
 

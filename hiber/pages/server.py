@@ -19,7 +19,7 @@ import socket
 import struct
 
 from ..errors import HiberError
-from ..images.pagemap import PAGE_SIZE, PE_PARENT, PE_PRESENT
+from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT
 
 log = logging.getLogger(__name__)
 
@@ -252,3 +252,127 @@ def _announce(status_fd):
     if status_fd is not None:
         os.write(status_fd, b"\0")
         os.close(status_fd)
+
+
+# ---- lazy migration: the dump serves the pages it kept back ------------------------
+
+class LazyStore:
+    """The lazy pages of a dump with --lazy-pages, kept in memory (a memfd)
+    once the tree is gone, until the restoring side has fetched them."""
+
+    def __init__(self):
+        self.fd = os.memfd_create("hiber-lazy-pages", os.MFD_CLOEXEC)
+        self.size = 0
+        self.index = {}  # pid -> [(vaddr, end, offset)] ascending
+
+    def put(self, pid, vaddr, data):
+        os.pwrite(self.fd, data, self.size)
+        self.index.setdefault(pid, []).append((vaddr, vaddr + len(data), self.size))
+        self.size += len(data)
+
+    def read(self, pid, vaddr, nr_pages):
+        """The kept bytes of [vaddr, vaddr + nr_pages pages), or None when the
+        dump kept no such pages."""
+        end = vaddr + nr_pages * PAGE_SIZE
+        out = bytearray()
+        position = vaddr
+        for start, stop, offset in self.index.get(pid, ()):
+            if stop <= position or start >= end:
+                continue
+            if start > position:
+                return None
+            take = min(stop, end) - position
+            out += os.pread(self.fd, take, offset + position - start)
+            position += take
+            if position == end:
+                return bytes(out)
+        return None
+
+    def close(self):
+        os.close(self.fd)
+
+
+class LazyDumpWriter:
+    """A pagemap writer for a dump with --lazy-pages: lazy pages go to the
+    store and into the pagemap as PE_LAZY entries without data (as criu
+    writes them), the others as usual."""
+
+    def __init__(self, inner, store, pid):
+        self.inner, self.store, self.pid = inner, store, pid
+
+    @property
+    def pages_written(self):
+        return self.inner.pages_written
+
+    def add(self, vaddr, nr_pages, flags, data=None):
+        if flags & PE_LAZY and flags & PE_PRESENT:
+            self.store.put(self.pid, vaddr, bytes(data))
+            self.inner.add(vaddr, nr_pages, PE_LAZY)
+        else:
+            self.inner.add(vaddr, nr_pages, flags, data)
+
+    def close(self):
+        self.inner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def serve_lazy(listener, store):
+    """Answer one lazy-pages daemon's GETs from ``store`` until it closes."""
+    conn, peer = listener.accept()
+    listener.close()
+    log.info("Lazy pages: the restoring side connected from %s", peer[0])
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    served = 0
+    with conn:
+        while True:
+            raw = _recv_exactly(conn, PSI.size)
+            if raw is None or len(raw) != PSI.size:
+                raise PageServerError("the lazy-pages daemon went away before fetching "
+                                      "every page")
+            cmd, nr_pages, vaddr, pid = PSI.unpack(raw)
+            op = cmd & 0xffff
+            if op in (PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE):
+                conn.sendall(struct.pack("<i", 0))
+                return served
+            if op != PS_IOV_GET:
+                raise PageServerError(f"the lazy-pages daemon sent command 0x{cmd:x}")
+            data = store.read(pid, vaddr, nr_pages)
+            if data is None:
+                raise PageServerError(f"the lazy-pages daemon asked for pages of PID {pid} at "
+                                      f"0x{vaddr:x} this dump did not keep")
+            conn.sendall(PSI.pack(PE_PRESENT << PS_CMD_BITS | PS_IOV_ADD_F, nr_pages, vaddr,
+                                  pid) + data)
+            served += nr_pages
+
+
+class LazySource:
+    """The lazy-pages daemon's side: fetch kept pages from a dump."""
+
+    def __init__(self, address, port):
+        self.client = PageServerClient(address, port)
+
+    def fetch(self, pid, vaddr, view):
+        """Fill ``view`` with the pages of PID at vaddr."""
+        nr_pages = len(view) // PAGE_SIZE
+        self.client.send(PS_IOV_GET, nr_pages, vaddr, pid)
+        raw = _recv_exactly(self.client.sock, PSI.size)
+        if raw is None or len(raw) != PSI.size:
+            raise PageServerError("the dump serving the lazy pages went away")
+        _, got_pages, got_vaddr, _ = PSI.unpack(raw)
+        if (got_pages, got_vaddr) != (nr_pages, vaddr):
+            raise PageServerError(f"asked the dump for 0x{vaddr:x}+{nr_pages} pages, got "
+                                  f"0x{got_vaddr:x}+{got_pages}")
+        done = 0
+        while done < len(view):
+            n = self.client.sock.recv_into(view[done:], len(view) - done)
+            if n == 0:
+                raise PageServerError("the dump serving the lazy pages went away")
+            done += n
+
+    def finish(self):
+        self.client.finish()

@@ -104,6 +104,11 @@ class MemoryRestore:
         self.lazy_runs = [r for r in self.runs if lazy and r.flags & PE_LAZY]
         if self.lazy_runs:
             self.runs = [r for r in self.runs if not r.flags & PE_LAZY]
+        # pages a dump --lazy-pages kept back: only a lazy restore gets them
+        kept = list(_outside([r for r in pagemap.runs if not r.present and r.flags & PE_LAZY
+                              and not any(s <= r.vaddr < e for s, e in skipped)], premapped))
+        if lazy:  # (plan.py refuses such images to a restore that is not lazy)
+            self.lazy_runs = sorted(self.lazy_runs + kept, key=lambda r: r.vaddr)
         self.pages_fd = pages_fd
         self.mapping_fd = mapping_fd
         self.scratch = scratch

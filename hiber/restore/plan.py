@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RestoreError
 from ..images import chain
-from ..images.pagemap import PagesReader
+from ..images.pagemap import PE_LAZY, PagesReader
 from ..resources import core, cow, files, namespaces, vdso, vmanames
 from . import checks
 
@@ -43,6 +43,7 @@ class ProcessPlan:
 class Plan:
     def __init__(self, images, options, check_pids=True, check_files=True):
         self.images = images
+        self.lazy_pages = options.lazy_pages
         self.shell_job = shell_job = options.shell_job
         self.check_pids = check_pids
         self.hiber_pgid = os.getpgrp()
@@ -107,6 +108,11 @@ class Plan:
         plan.resolved = chain.resolve(self.images.path, pagemap,
                                       self.images.file_path("PAGES", pagemap.pages_id), pid)
         plan.pagemap, plan.pages_path = plan.resolved.pagemap, plan.resolved.path
+        kept = next((r for r in pagemap.runs if not r.present and r.flags & PE_LAZY), None)
+        if kept is not None and not self.lazy_pages:
+            raise RestoreError(f"pagemap-{pid}.img: the pages at 0x{kept.vaddr:x} are not in "
+                               "the images (dumped with --lazy-pages): restore with "
+                               "--lazy-pages, and a lazy-pages daemon fetching from that dump")
         plan.pages = PagesReader(plan.pagemap, plan.pages_path)  # checks the pages file size
         plan.vdso_image = vdso.image_layout(plan.mm.vmas, plan.pages.read_range)
         vmanames.refuse_names_this_kernel_lacks(pid, plan.mm.vmas)

@@ -268,6 +268,10 @@ def write_memory(images, collected, shared, options, with_shared=True, lazy_stor
                     writer = LazyDumpWriter(writer, lazy_store, c.pid)
                 c.pages.write_pages(writer, runs[c.pid], buffer,
                                     interrupts.checked(bar.update))
+                if lazy_store is not None:
+                    # kept back for the lazy-pages daemon, not in the images
+                    c.pages.pages_written -= writer.pages_kept
+                    c.pages.pages_lazy = writer.pages_kept
                 fault_point(options, "pages")
             total += c.pages.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
@@ -316,7 +320,7 @@ def write_stats(images, clock, collected, pages_written, shared):
     d.pages_skipped_parent = sum(c.pages.pages_in_parent for c in collected)
     d.pages_written = pages_written
     d.irmap_resolve = 0
-    d.pages_lazy = 0
+    d.pages_lazy = sum(c.pages.pages_lazy for c in collected)
     d.page_pipes = 0
     d.page_pipe_bufs = 0
     d.shpages_scanned = shared.pages_scanned

@@ -299,6 +299,7 @@ class LazyDumpWriter:
 
     def __init__(self, inner, store, pid):
         self.inner, self.store, self.pid = inner, store, pid
+        self.pages_kept = 0
 
     @property
     def pages_written(self):
@@ -308,6 +309,7 @@ class LazyDumpWriter:
         if flags & PE_LAZY and flags & PE_PRESENT:
             self.store.put(self.pid, vaddr, bytes(data))
             self.inner.add(vaddr, nr_pages, PE_LAZY)
+            self.pages_kept += nr_pages
         else:
             self.inner.add(vaddr, nr_pages, flags, data)
 

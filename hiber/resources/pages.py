@@ -59,6 +59,7 @@ class ProcessPages:
         self.pages_scanned = 0
         self.pages_written = 0
         self.pages_in_parent = 0
+        self.pages_lazy = 0             # kept back by a dump --lazy-pages
         self._scan_works = True
 
     # ---- which pages ----------------------------------------------------

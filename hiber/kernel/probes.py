@@ -261,6 +261,16 @@ def _uffd(child):
     return "userfaultfd()"
 
 
+def _uffd_noncoop(child):
+    from . import uffd
+    fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        uffd.enable_missing(fd)
+    finally:
+        os.close(fd)
+    return "fork, mremap, madvise and munmap events"
+
+
 PROBES = [
     Probe("ptrace_seize", "no dump at all", _seize),
     Probe("process_vm_readv", "memory is read through /proc/PID/mem, slower", _vm_readv),
@@ -289,6 +299,8 @@ PROBES = [
     Probe("mem_dirty_track", "no incremental dumps: every dump copies all memory",
           _dirty_tracking),
     Probe("uffd", "no lazy restore", _uffd),
+    Probe("uffd-noncoop", "a lazily restored process that forks or remaps memory may read "
+          "zeros", _uffd_noncoop),
 ]
 BY_NAME = {p.name: p for p in PROBES}
 

@@ -344,6 +344,9 @@ def cmd_dump(args):
     from .dump import dump
     from .inject.interrupts import deferring
     _refuse_unsupported_options(args)
+    if args.status_fd is not None and not args.lazy_pages:
+        raise UsageError("--status-fd is not supported on a dump without --lazy-pages: only "
+                         "a dump serving lazy pages has a moment to announce")
     os.makedirs(args.images_dir, exist_ok=True)
     # SIGTERM, SIGINT & co. end the dump at a safe point (inject/interrupts.py)
     result = _logged(args, "Dumping", "Dumping finished successfully",

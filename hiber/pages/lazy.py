@@ -392,6 +392,8 @@ def serve(images, *, status_fd=None, remote=None):
     finally:
         listener.close()
         os.unlink(path)
+    # the dump that kept the pages is reached once a restore has come: the
+    # daemon may be started ahead of the dump (a migration prepares it)
     source = server.LazySource(*remote) if remote else None
     daemon = Daemon(images, source)
     try:

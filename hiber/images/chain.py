@@ -42,9 +42,12 @@ class ResolvedPages:
             self._fd = None
 
 
-def resolve(images_path, pagemap, pages_path, key, depth=0):
+def resolve(images_path, pagemap, pages_path, key, depth=0, keep_lazy=False):
     """A ResolvedPages for ``pagemap`` (its data in ``pages_path``): itself
-    when no run is in a parent, else a merged temporary file."""
+    when no run is in a parent, else a merged temporary file. With
+    ``keep_lazy`` (a lazy restore), pages the chain holds as lazy are not
+    copied: they stay PE_LAZY runs without data, for the lazy-pages daemon,
+    which reads them where they are (locate)."""
     if not has_parent_runs(pagemap):
         return ResolvedPages(pagemap, pages_path)
     if depth >= MAX_DEPTH:
@@ -64,9 +67,9 @@ def resolve(images_path, pagemap, pages_path, key, depth=0):
     parent_map = read_pagemap(parent_map_path)
     parent = resolve(parent_dir, parent_map,
                      os.path.join(parent_dir, f"pages-{parent_map.pages_id}.img"), key,
-                     depth + 1)
+                     depth + 1, keep_lazy)
     try:
-        return _merge(images_path, pagemap, pages_path, parent)
+        return _merge(images_path, pagemap, pages_path, parent, keep_lazy)
     finally:
         parent.close()
 
@@ -79,13 +82,14 @@ def _open_temporary(directory):
         return os.memfd_create("hiber-pages", os.MFD_CLOEXEC)
 
 
-def _merge(images_path, pagemap, pages_path, parent):
+def _merge(images_path, pagemap, pages_path, parent, keep_lazy):
     out = _open_temporary(images_path)
     try:
         runs = []
         offset = 0
         with open(pages_path, "rb") as own, open(parent.path, "rb") as theirs:
-            parent_runs = [r for r in parent.pagemap.runs if r.present]
+            parent_runs = [r for r in parent.pagemap.runs
+                           if r.present or (keep_lazy and r.flags & PE_LAZY)]
             i = 0
             for r in pagemap.runs:
                 if r.present:
@@ -106,6 +110,10 @@ def _merge(images_path, pagemap, pages_path, parent):
                     p = parent_runs[i]
                     stop = min(p.end, r.end)
                     size = stop - position
+                    if keep_lazy and p.flags & PE_LAZY:
+                        runs.append(PageRun(position, size // 4096, PE_LAZY, None))
+                        position = stop
+                        continue
                     _copy(theirs.fileno(), p.pages_offset + position - p.vaddr, out, offset,
                           size, parent.path)
                     flags = PE_PRESENT | (p.flags & PE_LAZY)
@@ -127,3 +135,36 @@ def _copy(src, src_offset, dst, dst_offset, size, src_path):
         src_offset += n
         dst_offset += n
         size -= n
+
+
+def locate(images_path, pagemap, pages_path, depth=0):
+    """Where the data of each page of ``pagemap`` is, through the parent
+    chain, without copying: (start, end, pages file path, offset) ascending.
+    Pages a dump --lazy-pages kept back are in none of them."""
+    if depth >= MAX_DEPTH:
+        raise ImageError(pagemap.path, None, f"more than {MAX_DEPTH} parent images: the "
+                         "parent links loop")
+    out = []
+    parent = None
+    i = 0  # runs ascend, and so does the parent's list: one walk over both
+    for r in pagemap.runs:
+        if r.present:
+            out.append((r.vaddr, r.end, pages_path, r.pages_offset))
+        elif r.flags & PE_PARENT:
+            if parent is None:
+                parent_dir = os.path.realpath(os.path.join(images_path, PARENT_LINK))
+                parent_map = read_pagemap(os.path.join(parent_dir,
+                                                       os.path.basename(pagemap.path)))
+                parent = locate(parent_dir, parent_map,
+                                os.path.join(parent_dir, f"pages-{parent_map.pages_id}.img"),
+                                depth + 1)
+            while i < len(parent) and parent[i][1] <= r.vaddr:
+                i += 1
+            j = i
+            while j < len(parent) and parent[j][0] < r.end:
+                start, end, path, offset = parent[j]
+                lo, hi = max(start, r.vaddr), min(end, r.end)
+                if lo < hi:
+                    out.append((lo, hi, path, offset + lo - start))
+                j += 1
+    return out

@@ -27,8 +27,8 @@ import socket
 import struct
 
 from ..errors import HiberError
-from ..images.chain import resolve
-from ..images.pagemap import PAGE_SIZE, PE_LAZY, PageRun
+from ..images.chain import locate
+from ..images.pagemap import PAGE_SIZE
 from ..kernel import uffd
 from ..kernel.sys import address_of, pidfd_getfd, pidfd_open
 from . import server
@@ -43,7 +43,7 @@ BACKGROUND_CHUNK = 2 << 20  # what one background step copies
 HEADER = struct.Struct("<iI")
 
 
-ZERO = -1  # a page nobody has: zeros, as an untouched page reads
+ZERO = object()  # a page nobody has: zeros, as an untouched page reads
 
 
 class LazyError(HiberError):
@@ -106,58 +106,39 @@ def _vmas_holding(vmas, runs):
     return [v for v in vmas if any(r.vaddr < v.end and v.start < r.end for r in runs)]
 
 
-def lazy_runs(pagemap):
-    """Runs the daemon brings in: with data in the pages file, or, after a
-    dump --lazy-pages (PE_LAZY without PE_PRESENT), kept by that dump."""
-    return [r for r in pagemap.runs if r.flags & PE_LAZY]
-
-
 # ---- the daemon ------------------------------------------------------------------
 
-def _within(runs, wanted):
-    """The parts of ``runs`` (PageRuns, ascending, with their data offsets)
-    inside the ``wanted`` (start, end) ranges: one walk over both."""
-    wanted = sorted(wanted)
-    i = 0
-    for r in runs:
-        while i < len(wanted) and wanted[i][1] <= r.vaddr:
-            i += 1
-        j = i
-        while j < len(wanted) and wanted[j][0] < r.end:
-            a, b = max(wanted[j][0], r.vaddr), min(wanted[j][1], r.end)
-            if a < b:
-                yield PageRun(a, (b - a) // PAGE_SIZE, r.flags, _shift(r.pages_offset, a - r.vaddr))
-            j += 1
-
-
-def _shift(offset, delta):
-    return None if offset is None else offset + delta
+def _shift(source, delta):
+    """A data source ((pages fd, offset), or None: ask the dump) moved on."""
+    return None if source is None else (source[0], source[1] + delta)
 
 
 class Remaining:
-    """The pages still to bring into one mm: (dst start, dst end, offset of
-    the data in the pages file, or None: the dump kept them, ask it),
-    ascending; ``pid`` names them for that dump (a forked child's pages are
-    its parent's image's)."""
+    """The pages still to bring into one mm: (dst start, dst end, source:
+    (pages file fd, offset) or None, the dump kept them: ask it), ascending;
+    ``pid`` names them for that dump (a forked child's pages are its
+    parent's image's)."""
 
-    def __init__(self, pid, pages_fd, ranges):
+    def __init__(self, pid, ranges):
         self.pid = pid
-        self.pages_fd = pages_fd
-        self.ranges = sorted(ranges)
+        self.ranges = sorted(ranges, key=lambda r: r[0])
 
     def copy(self):
-        return Remaining(self.pid, self.pages_fd, list(self.ranges))
+        return Remaining(self.pid, list(self.ranges))
 
     def find(self, address):
-        for i, (start, end, _) in enumerate(self.ranges):
-            if start <= address < end:
-                return i
+        i = bisect.bisect_right(self.ranges, address, key=lambda r: r[0]) - 1
+        if i >= 0 and self.ranges[i][0] <= address < self.ranges[i][1]:
+            return i
         return None
 
     def take(self, start, end):
-        """Remove [start, end) from what remains."""
+        """Remove [start, end) from what remains (only the ranges it
+        touches are rebuilt: a background copy takes one at a time)."""
+        first = max(0, bisect.bisect_right(self.ranges, start, key=lambda r: r[0]) - 1)
+        last = bisect.bisect_left(self.ranges, end, key=lambda r: r[0])
         out = []
-        for s, e, off in self.ranges:
+        for s, e, off in self.ranges[first:last]:
             if e <= start or s >= end:
                 out.append((s, e, off))
                 continue
@@ -165,7 +146,7 @@ class Remaining:
                 out.append((s, start, off))
             if e > end:
                 out.append((end, e, _shift(off, end - s)))
-        self.ranges = out
+        self.ranges[first:last] = out
 
     def move(self, old, new, length):
         """An mremap moved [old, old+length) to new."""
@@ -180,7 +161,7 @@ class Remaining:
             moved.append((lo - old + new, hi - old + new, _shift(off, lo - s)))
             if e > hi:
                 kept.append((hi, e, _shift(off, hi - s)))
-        self.ranges = sorted(kept + moved)
+        self.ranges = sorted(kept + moved, key=lambda r: r[0])
 
 
 class Daemon:
@@ -188,7 +169,7 @@ class Daemon:
         self.images = images
         self.source = source  # server.LazySource: the dump that kept the pages
         self.fds = {}       # uffd -> Remaining
-        self.pages_fds = []
+        self.pages_fds = {}  # path -> fd
         self.buffer = mmap.mmap(-1, BACKGROUND_CHUNK)
         self.base = address_of(self.buffer)
         self.copied = 0
@@ -218,33 +199,53 @@ class Daemon:
         return True
 
     def _add(self, pid, fd, wanted):
+        """Serve ``wanted`` (the ranges the restore left) of PID into fd.
+        Each page's data is found through the parent chain where it lies
+        (chain.locate, nothing copied first); what no image holds was kept
+        back by a dump --lazy-pages and comes from it."""
         pagemap = self.images.pagemap(pid)
-        resolved = resolve(self.images.path, pagemap,
-                           self.images.file_path("PAGES", pagemap.pages_id), pid)
-        try:
-            pages_fd = os.open(resolved.path, os.O_RDONLY)
-        finally:
-            resolved.close()
-        self.pages_fds.append(pages_fd)
-        # UFFDIO_COPY fills within one VMA (ENOENT across a boundary): cut
-        # the runs where the image's VMAs begin and end
-        cuts = sorted({a for v in self.images.read_one("MM", pid).vmas for a in (v.start, v.end)})
-        ranges = []
-        for r in _within(lazy_runs(resolved.pagemap), wanted):
-            start = r.vaddr
-            for cut in cuts[bisect.bisect_right(cuts, start):]:
-                if cut >= r.end:
-                    break
-                ranges.append((start, cut, _shift(r.pages_offset, start - r.vaddr)))
-                start = cut
-            ranges.append((start, r.end, _shift(r.pages_offset, start - r.vaddr)))
-        os.set_blocking(fd, False)
-        if self.source is None and any(off is None for _, _, off in ranges):
+        located = locate(self.images.path, pagemap,
+                         self.images.file_path("PAGES", pagemap.pages_id))
+        pieces = []
+        i = 0  # both lists ascend: one walk over the two
+        for lo, hi in sorted(wanted):
+            while i < len(located) and located[i][1] <= lo:
+                i += 1
+            position, j = lo, i
+            while j < len(located) and located[j][0] < hi:
+                start, end, path, offset = located[j]
+                if start > position:
+                    pieces.append((position, start, None))
+                a, b = max(start, position), min(end, hi)
+                if a < b:
+                    pieces.append((a, b, (self._pages_fd(path), offset + a - start)))
+                    position = b
+                j += 1
+            if position < hi:
+                pieces.append((position, hi, None))
+        if self.source is None and any(src is None for _, _, src in pieces):
             raise LazyError(f"PID {pid}'s images were dumped with --lazy-pages: give this "
                             "daemon --page-server --address --port of that dump")
-        self.fds[fd] = Remaining(pid, pages_fd, ranges)
+        # UFFDIO_COPY fills within one VMA (ENOENT across a boundary): cut
+        # where the image's VMAs begin and end
+        cuts = sorted({a for v in self.images.read_one("MM", pid).vmas for a in (v.start, v.end)})
+        ranges = []
+        for lo, hi, src in pieces:
+            for cut in cuts[bisect.bisect_right(cuts, lo):]:
+                if cut >= hi:
+                    break
+                ranges.append((lo, cut, src))
+                src, lo = _shift(src, cut - lo), cut
+            ranges.append((lo, hi, src))
+        os.set_blocking(fd, False)
+        self.fds[fd] = Remaining(pid, ranges)
         log.info("PID %d: %d lazy page(s) to serve", pid,
                  sum(e - s for s, e, _ in ranges) // PAGE_SIZE)
+
+    def _pages_fd(self, path):
+        if path not in self.pages_fds:
+            self.pages_fds[path] = os.open(path, os.O_RDONLY)
+        return self.pages_fds[path]
 
     # serving
     def run(self, conn):
@@ -337,9 +338,10 @@ class Daemon:
             elif offset is None:
                 self.source.fetch(remaining.pid, start, view)
             else:
-                got = os.preadv(remaining.pages_fd, [view], offset)
+                pages_fd, at = offset
+                got = os.preadv(pages_fd, [view], at)
                 if got != length:
-                    raise LazyError(f"the pages file ended early at offset {offset}")
+                    raise LazyError(f"a pages file ended early at offset {at}")
         position = start
         while position < end:
             try:
@@ -368,7 +370,7 @@ class Daemon:
         for fd in list(self.fds):
             os.close(fd)
         self.fds.clear()
-        for fd in self.pages_fds:
+        for fd in self.pages_fds.values():
             os.close(fd)
         self.buffer.close()
 

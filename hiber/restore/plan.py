@@ -106,9 +106,11 @@ class Plan:
         pagemap = self.images.pagemap(pid)
         # pages left to a parent image are gathered into one file first
         plan.resolved = chain.resolve(self.images.path, pagemap,
-                                      self.images.file_path("PAGES", pagemap.pages_id), pid)
+                                      self.images.file_path("PAGES", pagemap.pages_id), pid,
+                                      keep_lazy=self.lazy_pages)
         plan.pagemap, plan.pages_path = plan.resolved.pagemap, plan.resolved.path
-        kept = next((r for r in pagemap.runs if not r.present and r.flags & PE_LAZY), None)
+        kept = next((r for r in plan.pagemap.runs if not r.present and r.flags & PE_LAZY),
+                    None)
         if kept is not None and not self.lazy_pages:
             raise RestoreError(f"pagemap-{pid}.img: the pages at 0x{kept.vaddr:x} are not in "
                                "the images (dumped with --lazy-pages): restore with "

@@ -2,6 +2,8 @@
 
     import hiber
     done = hiber.dump(pid, "/tmp/images", leave_running=True)
+    hiber.pre_dump(pid, "/tmp/1")                 # copy memory, run on, track writes
+    hiber.dump(pid, "/tmp/2", prev_images_dir="../1")   # copies what changed
     back = hiber.restore("/tmp/images", restore_detached=True)
     print(back.pids, back.pages_restored, back.times)
 
@@ -32,6 +34,7 @@ from .errors import HiberError, ImageError, RestoreError, UsageError  # noqa: E4
 from .options import Options  # noqa: E402,F401
 
 dump = _dump_module.dump
+pre_dump = _dump_module.pre_dump
 DumpResult = _dump_module.DumpResult
 restore = _restore_module.restore
 RestoreResult = _restore_module.RestoreResult

@@ -214,9 +214,22 @@ def _add_common_options(p):
                    help="accepted: hiber dumps no network state (inet sockets and network "
                         "namespaces are refused), so there is nothing to lock")
     # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
-    p.add_argument("--pre-dump-mode", choices=["splice", "read"],
-                   help="accepted: it tells how a pre-dump reads memory, and hiber makes "
-                        "no pre-dumps yet")
+    p.add_argument("--pre-dump-mode", choices=["splice", "read"], default="splice",
+                   help="pre-dump: recorded in the inventory as criu does (hiber reads "
+                        "memory the same way in both)")
+    p.add_argument("--track-mem", action="store_true",
+                   help="dump: keep tracking the memory of a tree left running, for a "
+                        "next dump with --prev-images-dir")
+    p.add_argument("--lazy-pages", action="store_true",
+                   help="restore: leave private memory to `hiber lazy-pages`, which brings "
+                        "it in on fault and in the background")
+    p.add_argument("--page-server", action="store_true",
+                   help="dump, pre-dump: send the pages to a page server (--address, --port)")
+    p.add_argument("--address", help="the page server's address (page-server: where to listen)")
+    p.add_argument("--port", type=int, help="the page server's TCP port")
+    p.add_argument("--prev-images-dir", metavar="DIR",
+                   help="dump, pre-dump: the previous (pre-)dump, relative to -D; pages "
+                        "unchanged since are referred to, not copied")
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
@@ -235,14 +248,12 @@ PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap
                "--tcp-skip-in-flight", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
 _CGROUPS = "hiber does not checkpoint cgroups yet"
-_PAGES = "hiber has no incremental dumps, page server, lazy pages or image streaming yet"
+_PAGES = "hiber has no page server, lazy pages, deduplication or image streaming yet"
 # criu options hiber cannot honour: refused with one line each, rather than
 # accepted and silently ignored.  flag -> (0 for a switch, else 1; why)
 REFUSED = {
     "--config": (1, "hiber reads no configuration files: give the options on the command "
                     "line"),
-    "--status-fd": (1, "it is for page-server, lazy-pages and service, which hiber does not "
-                       "have yet"),
     "--external": (1, "hiber cannot map external resources (mounts, devices, files, "
                       "links) yet"),
     "--ext-mount-map": (1, _MOUNTS), "--skip-mnt": (1, _MOUNTS), "--enable-fs": (1, _MOUNTS),
@@ -260,9 +271,7 @@ REFUSED = {
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
-    "--auto-dedup": (0, _PAGES), "--page-server": (0, _PAGES), "--lazy-pages": (0, _PAGES),
-    "--track-mem": (0, _PAGES), "--stream": (0, _PAGES), "--prev-images-dir": (1, _PAGES),
-    "--address": (1, _PAGES), "--port": (1, _PAGES), "--ps-socket": (1, _PAGES),
+    "--auto-dedup": (0, _PAGES), "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
 
@@ -294,6 +303,14 @@ def options_from(args):
         pidfile=args.pidfile if args.command == "restore" else None,
         show_progress=True,
         action_scripts=tuple(args.action_script),
+        track_mem=getattr(args, "track_mem", False),
+        page_server=getattr(args, "page_server", False),
+        lazy_pages=getattr(args, "lazy_pages", False),
+        status_fd=getattr(args, "status_fd", None) if args.command == "dump" else None,
+        address=getattr(args, "address", None),
+        port=getattr(args, "port", None),
+        prev_images_dir=getattr(args, "prev_images_dir", None),
+        pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         fault=os.environ.get("HIBER_FAULT"))
 
@@ -327,6 +344,9 @@ def cmd_dump(args):
     from .dump import dump
     from .inject.interrupts import deferring
     _refuse_unsupported_options(args)
+    if args.status_fd is not None and not args.lazy_pages:
+        raise UsageError("--status-fd is not supported on a dump without --lazy-pages: only "
+                         "a dump serving lazy pages has a moment to announce")
     os.makedirs(args.images_dir, exist_ok=True)
     # SIGTERM, SIGINT & co. end the dump at a safe point (inject/interrupts.py)
     result = _logged(args, "Dumping", "Dumping finished successfully",
@@ -338,6 +358,52 @@ def cmd_dump(args):
         print(f"Dumped {len(result.pids)} process(es), {result.threads} thread(s), "
               f"{result.pages_written} page(s) in {result.times.get('frozen', 0):.3f} s",
               file=sys.stderr)
+    return 0
+
+
+def cmd_pre_dump(args):
+    from .dump import pre_dump
+    from .inject.interrupts import deferring
+    _refuse_unsupported_options(args)
+    os.makedirs(args.images_dir, exist_ok=True)
+    result = _logged(args, "Pre-dumping", "Pre-dumping finished successfully",
+                     f"pre-dump of PID {args.tree}",
+                     lambda options: deferring(
+                         lambda: pre_dump(args.tree, args.images_dir, options=options))(),
+                     "pre-dump")
+    if args.display_stats:
+        print(f"Pre-dumped {len(result.pids)} process(es), {result.pages_written} page(s) "
+              f"in {result.times.get('frozen', 0):.3f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_page_server(args):
+    from .images.imagedir import ImageDir
+    from .pages import server
+    _refuse_unsupported_options(args)
+    if not args.port:
+        raise UsageError("page-server needs --port")
+    images = ImageDir(args.images_dir, create=True)
+    _logged(args, "Serving pages", "Page server finished successfully",
+            f"page server on port {args.port}",
+            lambda options: server.run(images, args.address, args.port, daemon=args.daemon,
+                                       status_fd=args.status_fd, pidfile=args.pidfile),
+            "page-server")
+    return 0
+
+
+def cmd_lazy_pages(args):
+    from .images.imagedir import ImageDir
+    from .pages import lazy
+    _refuse_unsupported_options(args)
+    if args.page_server and not args.port:
+        raise UsageError("lazy-pages --page-server needs --port (and --address)")
+    images = ImageDir(args.images_dir)
+    remote = (args.address, args.port) if args.page_server else None
+    _logged(args, "Serving lazy pages", "Lazy pages finished successfully",
+            "lazy-pages", lambda options: lazy.serve(images, status_fd=args.status_fd,
+                                                     remote=remote),
+            "lazy-pages")
     return 0
 
 
@@ -433,7 +499,33 @@ def build_parser():
     p.add_argument("-s", "--leave-stopped", action="store_true",
                    help="leave the tree stopped after the dump")
     p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
+    p.add_argument("--status-fd", type=int,
+                   help="with --lazy-pages: a zero byte here once the pages are served")
     p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("pre-dump", help="copy a running tree's memory and track its writes, "
+                                         "for a later dump (as criu pre-dump)")
+    _add_common_options(p)
+    p.add_argument("-t", "--tree", type=int, required=True, help="root PID of the tree")
+    p.add_argument("--timeout", type=int, help="accepted for compatibility (seconds)")
+    p.set_defaults(func=cmd_pre_dump)
+
+    p = sub.add_parser("page-server", help="receive a dump's pages over TCP into an images "
+                                            "dir (as criu page-server)")
+    _add_common_options(p)
+    p.add_argument("--daemon", action="store_true",
+                   help="serve in the background; --pidfile gets its PID")
+    p.add_argument("--status-fd", type=int,
+                   help="write a zero byte to this fd once connections are accepted")
+    p.set_defaults(func=cmd_page_server)
+
+    p = sub.add_parser("lazy-pages", help="serve the lazy pages of a restore --lazy-pages "
+                                           "(as criu lazy-pages)")
+    _add_common_options(p)
+    p.add_argument("--daemon", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--status-fd", type=int,
+                   help="write a zero byte to this fd once the restore may start")
+    p.set_defaults(func=cmd_lazy_pages)
 
     p = sub.add_parser("restore", help="restore a process tree from images (as criu restore)",
                        epilog=RESTORE_EPILOG,

@@ -22,8 +22,11 @@ from .inject import interrupts
 from .inject.remote import RemoteTask, find_gadgets
 from .kernel import proc
 from .options import build_options
+from .errors import UsageError
+from .pages import server as page_server
+from .pages.server import LazyDumpWriter, LazyStore, PageServerClient
 from .progress import progress_bar
-from .resources import core, files, fs, locks, namespaces, pages, task, taskstate, vmas
+from .resources import core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
 from .resources.seccomp import SeccompFilters
 
 log = logging.getLogger(__name__)
@@ -77,9 +80,14 @@ def dump(pid, images_dir, *, options=None, **given):
     ``leave_running`` resumes it instead, ``leave_stopped`` leaves it stopped.
     """
     options = build_options("dump", options, **given)
+    if options.lazy_pages and (options.leave_running or options.leave_stopped
+                               or not options.port):
+        raise UsageError("dump --lazy-pages serves the pages on --port once the tree is "
+                         "gone: give --port, without --leave-running or --leave-stopped")
     clock = _Clock()
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
+    connect_page_server(images, options)
     scripts = actions.ActionScripts(options.action_scripts, images.path)
     scripts.run(actions.PRE_DUMP, pid)
 
@@ -93,9 +101,11 @@ def dump(pid, images_dir, *, options=None, **given):
     file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
                                  ids.root_ids.net_ns_id)
     seccomp = SeccompFilters()
+    previous = dirty.Previous()
     try:
         fault_point(options, "frozen")
         check_tree(tree, options.allow_uprobes)
+        previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
         collected = []
         next_pages_id = 1
         zombies = {p.pid: core.zombie_core(p.pid) for p in tree.processes.values()
@@ -103,7 +113,8 @@ def dump(pid, images_dir, *, options=None, **given):
         for p in tree.processes.values():
             if p.zombie:
                 continue
-            c = collect_process(tree, p, file_table, ids, seccomp, options)
+            c = collect_process(tree, p, file_table, ids, seccomp, options,
+                                previous.parent.get(p.pid) if previous.tracked(p.pid) else None)
             # CRIU numbers a process's shared objects before its own pages (§1.7)
             next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
             c.pages_id = next_pages_id
@@ -114,7 +125,9 @@ def dump(pid, images_dir, *, options=None, **given):
 
         fault_point(options, "files")
         clock.start("memdump")
-        pages_written = write_memory(images, collected, file_table.shmem, options)
+        lazy_store = LazyStore() if options.lazy_pages else None
+        pages_written = write_memory(images, collected, file_table.shmem, options,
+                                     lazy_store=lazy_store)
         clock.stop("memdump")
         clock.start("memwrite")
         write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
@@ -123,14 +136,25 @@ def dump(pid, images_dir, *, options=None, **given):
         # a migration script may say "don't kill it": the tree runs on and
         # the dump fails with the script's status, as with criu
         scripts.run(actions.POST_DUMP, pid)
+        if options.prev_images_dir:
+            dirty.link_parent(images.path, options.prev_images_dir)
+        if options.track_mem and (options.leave_running or options.leave_stopped):
+            dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
+                                   previous)
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
         tree.thaw()
         raise
     finally:
         file_table.shmem.close()
+        previous.close()
+        if images.page_server is not None:
+            images.page_server.close()
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)
+    # the tree is killed or its tracking passed on: the tracker whose record
+    # this dump used has nothing left to track
+    dirty.retire(previous)
 
     if options.leave_running:
         tree.thaw()
@@ -143,6 +167,8 @@ def dump(pid, images_dir, *, options=None, **given):
     else:
         tree.kill()
         log.info("Dump finished; the tree was killed")
+    if lazy_store is not None:
+        serve_kept_pages(lazy_store, options)
     return DumpResult(list(tree.processes), sum(1 for _ in tree.all_threads()),
                       pages_written, images.path,
                       {k: round(v, 6) for k, v in clock.marks.items()})
@@ -150,7 +176,7 @@ def dump(pid, images_dir, *, options=None, **given):
 
 def check_tree(tree, allow_uprobes):
     """Refuse early what cannot be dumped, before touching anything."""
-    live = [p.pid for p in tree.processes.values() if not p.zombie]
+    live = live_pids(tree)
     namespaces.refuse_foreign_namespaces(live)
     locks.refuse_file_locks(live)
     for p in tree.processes.values():
@@ -160,7 +186,11 @@ def check_tree(tree, allow_uprobes):
             vmas.refuse_uprobes(p.pid, m, allow_uprobes)
 
 
-def collect_process(tree, frozen, file_table, ids, seccomp, options):
+def live_pids(tree):
+    return [p.pid for p in tree.processes.values() if not p.zombie]
+
+
+def collect_process(tree, frozen, file_table, ids, seccomp, options, parent_pages=None):
     pid = frozen.pid
     out = ProcessImages(pid, ids=ids.ids(pid))
     gadget = find_gadgets(pid)
@@ -188,7 +218,7 @@ def collect_process(tree, frozen, file_table, ids, seccomp, options):
     exe_id = file_table.path_entry(pid, f"/proc/{pid}/exe", "exe")
     found = vmas.collect(pid, file_table, options.allow_uprobes)
     out.had_uprobes = found.had_uprobes
-    out.pages = pages.ProcessPages(pid, found.vmas)
+    out.pages = pages.ProcessPages(pid, found.vmas, parent_pages)
     out.mm = vmas.fill_mm_entry(pid, found.vmas, exe_id, brk, dumpable, thp_disabled)
     out.fdinfo = files.dump_fds(pid, file_table)
     out.fs = fs.dump_fs(pid, file_table, umask)
@@ -204,26 +234,61 @@ def _thread_core_entry(pid, tid, remote, scratch, tc=None):
     return entry
 
 
-def write_memory(images, collected, shared, options):
-    """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img."""
+def serve_kept_pages(store, options):
+    """dump --lazy-pages: the lazy pages, kept in memory, go to the restoring
+    side's lazy-pages daemon as it asks for them (lazy migration)."""
+    try:
+        listener = page_server.listen(options.address, options.port)
+        if options.status_fd is not None:
+            os.write(options.status_fd, b"\0")
+            os.close(options.status_fd)
+        log.info("Serving the lazy pages on port %d", options.port)
+        served = page_server.serve_lazy(listener, store)
+        log.info("Lazy pages: %d page(s) sent", served)
+    finally:
+        store.close()
+
+
+def write_memory(images, collected, shared, options, with_shared=True, lazy_store=None):
+    """memfd.img and pagemap-shmem-*, then pagemap-PID.img and pages-N.img.
+    A pre-dump leaves shared memory to the dump (``with_shared`` False)."""
     zero_pfn = pages.zero_page_pfn()
     # an anonymous mapping, not a bytearray: only the pages a dump actually
     # copies through get touched (a bytearray would zero all 64 MiB first)
     buffer = mmap.mmap(-1, PAGE_BUFFER_BYTES)
-    shared.write(images, buffer)
+    if with_shared:
+        shared.write(images, buffer)
     runs = {c.pid: list(c.pages.page_runs(zero_pfn)) for c in collected}
     to_write = sum(n for pid_runs in runs.values() for _, n, _ in pid_runs)
     total = 0
     with progress_bar(to_write, options.show_progress, "dumping memory") as bar:
         for c in collected:
             with images.pagemap_writer(c.pid, c.pages_id) as writer:
+                if lazy_store is not None:
+                    writer = LazyDumpWriter(writer, lazy_store, c.pid)
                 c.pages.write_pages(writer, runs[c.pid], buffer,
                                     interrupts.checked(bar.update))
+                if lazy_store is not None:
+                    # kept back for the lazy-pages daemon, not in the images
+                    c.pages.pages_written -= writer.pages_kept
+                    c.pages.pages_lazy = writer.pages_kept
                 fault_point(options, "pages")
             total += c.pages.pages_written
             log.info("PID %d: %d page(s) of %d scanned written to pages-%d.img", c.pid,
                      c.pages.pages_written, c.pages.pages_scanned, c.pages_id)
+    if images.page_server is not None:
+        images.page_server.finish()  # the server confirms every page is written
     return total
+
+
+def connect_page_server(images, options):
+    """--page-server: the pages go to the server, the rest to the images dir."""
+    if options.page_server:
+        if not options.port:
+            raise UsageError("--page-server needs --port (and --address, if not this host)")
+        images.page_server = PageServerClient(options.address, options.port)
+        log.info("Sending pages to the page server at %s:%d", options.address or "localhost",
+                 options.port)
 
 
 def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes):
@@ -252,10 +317,10 @@ def write_stats(images, clock, collected, pages_written, shared):
     d.memdump_time = clock.us("memdump")
     d.memwrite_time = clock.us("memwrite")
     d.pages_scanned = sum(c.pages.pages_scanned for c in collected)
-    d.pages_skipped_parent = 0
+    d.pages_skipped_parent = sum(c.pages.pages_in_parent for c in collected)
     d.pages_written = pages_written
     d.irmap_resolve = 0
-    d.pages_lazy = 0
+    d.pages_lazy = sum(c.pages.pages_lazy for c in collected)
     d.page_pipes = 0
     d.page_pipe_bufs = 0
     d.shpages_scanned = shared.pages_scanned
@@ -264,3 +329,62 @@ def write_stats(images, clock, collected, pages_written, shared):
     images.write_stats("stats-dump", stats)
 
 
+
+
+def pre_dump(pid, images_dir, *, options=None, **given):
+    """Copy the memory of the tree rooted at ``pid`` into ``images_dir`` and
+    let it run on, tracking what it writes from now (criu pre-dump): a later
+    dump or pre-dump with ``prev_images_dir`` naming this dir copies only the
+    pages written since. Only memory is taken; a pre-dump is no image a
+    restore can start from."""
+    options = build_options("pre_dump", options, **given)
+    clock = _Clock()
+    images = ImageDir(images_dir, create=True)
+    log.info("Pre-dumping the tree of PID %d into %s", pid, images.path)
+    connect_page_server(images, options)
+    clock.start("freezing")
+    tree = freeze_tree(pid)
+    clock.stop("freezing")
+    clock.start("frozen")
+    file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
+                                 task.IdAllocator().root_ids.net_ns_id)
+    previous = dirty.Previous()
+    collected = []
+    try:
+        check_tree(tree, options.allow_uprobes)
+        previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
+        for n, p in enumerate(tree.processes.values(), start=1):
+            if p.zombie:
+                continue
+            found = vmas.collect(p.pid, file_table, options.allow_uprobes)
+            parent = previous.parent.get(p.pid) if previous.tracked(p.pid) else None
+            c = ProcessImages(p.pid, pages=pages.ProcessPages(p.pid, found.vmas, parent),
+                              pages_id=n)
+            collected.append(c)
+        clock.start("memdump")
+        pages_written = write_memory(images, collected, file_table.shmem, options,
+                                     with_shared=False)
+        clock.stop("memdump")
+        inventory = task.inventory(task.IdAllocator().root_ids, False)
+        inventory.pre_dump_mode = 1 if options.pre_dump_mode == "splice" else 2
+        images.write("INVENTORY", None, [inventory])
+        if options.prev_images_dir:
+            dirty.link_parent(images.path, options.prev_images_dir)
+        dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
+                               previous)
+    except BaseException:
+        log.error("Pre-dump failed; letting the tree run on as it was")
+        tree.thaw()
+        raise
+    finally:
+        file_table.shmem.close()
+        previous.close()
+        if images.page_server is not None:
+            images.page_server.close()
+    tree.thaw()
+    clock.stop("frozen")
+    write_stats(images, clock, collected, pages_written, file_table.shmem)
+    log.info("Pre-dump finished: %d page(s) copied; the tree runs on", pages_written)
+    return DumpResult(list(tree.processes), sum(1 for _ in tree.all_threads()),
+                      pages_written, images.path,
+                      {k: round(v, 6) for k, v in clock.marks.items()})

@@ -37,6 +37,28 @@ class Options:
     # criu --action-script: executables run at pre-dump, post-dump,
     # pre-restore, post-restore, pre-resume and post-resume (actions.py)
     action_scripts: tuple = ()
+    # dump: leave the tree's memory tracked after the dump, so that a dump
+    # naming this one as its parent copies only the pages written since
+    # (criu --track-mem; a pre-dump always tracks)
+    track_mem: bool = False
+    # dump, pre-dump: the previous (pre-)dump's images dir, relative to the
+    # images dir as with criu; its unchanged pages are referred to, not copied
+    prev_images_dir: str | None = None
+    # pre-dump: how criu reads memory ("splice" or "read"); hiber reads it the
+    # same way in both and records the mode in the inventory, as criu does
+    pre_dump_mode: str = "splice"
+    # dump, pre-dump: send the pages to a page server at address:port
+    # instead of the images dir (criu --page-server --address --port)
+    page_server: bool = False
+    address: str | None = None
+    port: int | None = None
+    # restore: leave private anonymous memory to the lazy-pages daemon, which
+    # brings it in on fault and in the background (criu --lazy-pages);
+    # dump: keep those pages back and serve them on --port once the tree is
+    # gone, for a restore elsewhere with a lazy-pages daemon (lazy migration)
+    lazy_pages: bool = False
+    # a dump serving lazy pages writes a zero byte here once it listens
+    status_fd: int | None = None
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

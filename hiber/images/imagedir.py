@@ -20,6 +20,8 @@ class ImageFileInfo:
 class ImageDir:
     def __init__(self, path, create=False):
         self.path = os.fspath(path)
+        # a dump with --page-server sends its pages there (pages/server.py)
+        self.page_server = None
         if create:
             os.makedirs(self.path, exist_ok=True)
         elif not os.path.isdir(self.path):
@@ -89,6 +91,9 @@ class ImageDir:
         return PagesReader(pagemap, self.file_path("PAGES", pagemap.pages_id))
 
     def pagemap_writer(self, key, pages_id, shmem=False):
+        if self.page_server is not None:
+            # pages go to a page server, which numbers its pages files itself
+            return self.page_server.pagemap_writer(key, shmem)
         type_name = "SHMEM_PAGEMAP" if shmem else "PAGEMAP"
         return PagemapWriter(self.file_path(type_name, key),
                              self.file_path("PAGES", pages_id), pages_id,

@@ -57,8 +57,16 @@ def scan(pagemap_fd, start, end, *, required=0, forbidden=0, anyof=0, report=0,
             if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
                 raise ScanUnsupported(str(e)) from None
             raise
+        # walk_end is where this call's walk stopped: the last region may be
+        # reported past it (observed on 6.x: a run of unwritten pages went
+        # on to the end of the range while walk_end stopped short, and the
+        # next call reported that stretch again), so it is clipped there
+        # and the next call goes on from walk_end
+        stop = arg.walk_end if arg.walk_end > position else end
         for i in range(n):
-            yield regions[i].start, regions[i].end, regions[i].categories
+            lo, hi = max(regions[i].start, position), min(regions[i].end, stop)
+            if lo < hi:
+                yield lo, hi, regions[i].categories
         if arg.walk_end <= position:
             break
         position = arg.walk_end

@@ -222,18 +222,31 @@ def _xstate(child):
     return "components " + ", ".join(f"{k}@{v[0]}" for k, v in sorted(layout.items()))
 
 
-def _soft_dirty(child):
+def _dirty_tracking(child):
+    """Soft-dirty bits where the kernel has them; hiber itself tracks with
+    userfaultfd asynchronous write-protection read through PAGEMAP_SCAN
+    (resources/dirty.py), which works without them (kernel-facts)."""
+    from . import uffd
+    ways = []
+    if uffd.async_wp_works():
+        try:
+            _pagemap_scan(child)
+            ways.append("userfaultfd async write-protection + PAGEMAP_SCAN")
+        except (OSError, ProbeFailed):
+            pass
     # the config decides: with MEM_SOFT_DIRTY off, clear_refs accepts 4 and
     # does nothing (kernel-facts), so an error is no answer
     try:
         import gzip
         with gzip.open("/proc/config.gz", "rt") as f:
             if "CONFIG_MEM_SOFT_DIRTY=y" in f.read():
-                return "soft-dirty bits"
+                ways.append("soft-dirty bits")
     except OSError:
         pass
-    raise ProbeFailed("CONFIG_MEM_SOFT_DIRTY is off (incremental dumps would use "
-                      "userfaultfd write-protection)")
+    if not ways:
+        raise ProbeFailed("neither soft-dirty bits nor userfaultfd asynchronous "
+                          "write-protection: every dump copies all memory")
+    return ", ".join(ways)
 
 
 def _unix_diag(child):
@@ -246,6 +259,16 @@ def _uffd(child):
     fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
     os.close(fd)
     return "userfaultfd()"
+
+
+def _uffd_noncoop(child):
+    from . import uffd
+    fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        uffd.enable_missing(fd)
+    finally:
+        os.close(fd)
+    return "fork, mremap, madvise and munmap events"
 
 
 PROBES = [
@@ -273,8 +296,11 @@ PROBES = [
     Probe("timens", "time namespaces are not available", _timens),
     Probe("uprobes", "nothing: only processes that use uprobes need it", _uprobes),
     Probe("xstate", "FPU/vector registers cannot be laid out", _xstate),
-    Probe("mem_dirty_track", "no soft-dirty tracking for incremental dumps", _soft_dirty),
+    Probe("mem_dirty_track", "no incremental dumps: every dump copies all memory",
+          _dirty_tracking),
     Probe("uffd", "no lazy restore", _uffd),
+    Probe("uffd-noncoop", "a lazily restored process that forks or remaps memory may read "
+          "zeros", _uffd_noncoop),
 ]
 BY_NAME = {p.name: p for p in PROBES}
 

@@ -23,7 +23,7 @@ import mmap
 import os
 
 from ..images import vma as V
-from ..images.pagemap import PAGE_SIZE
+from ..images.pagemap import PAGE_SIZE, PE_LAZY
 from ..inject.remote import MAP_FIXED_NOREPLACE
 from ..kernel import proc
 from ..kernel.sys import syscall
@@ -64,7 +64,8 @@ def sharing_key(v):
 def plan_sharing(plan):
     """For each live process, the (start, end) of the VMAs to premap: those
     its parent or one of its children has too, at the same range."""
-    ranges = {p.pid: {sharing_key(v) for v in p.mm.vmas if shareable(v)}
+    ranges = {p.pid: {sharing_key(v) for v in p.mm.vmas
+                      if shareable(v) and not _holds_kept_pages(p, v)}
               for p in plan.live}
     for p in plan.live:
         family = set()
@@ -74,6 +75,14 @@ def plan_sharing(plan):
         for child in p.children:
             family |= ranges.get(child.pid, set())
         p.share_ranges = ranges[p.pid] & family
+
+
+def _holds_kept_pages(p, v):
+    """Whether a dump --lazy-pages kept pages of this VMA back: they arrive
+    only once the process runs (pages/lazy.py), too late to fill a premap
+    its family shares, so each process gets its own copy."""
+    return any(not r.present and r.flags & PE_LAZY and r.vaddr < v.end and v.start < r.end
+               for r in p.pagemap.runs)
 
 
 def premap(plan, p, open_file):
@@ -98,7 +107,7 @@ def premap(plan, p, open_file):
                                      if v.start not in inherited))
     runs = [r for r in p.pagemap.runs if r.present]
     run_ends = [r.end for r in runs]
-    pages = os.open(plan.images.file_path("PAGES", p.pagemap.pages_id), os.O_RDONLY)
+    pages = os.open(p.pages_path, os.O_RDONLY)
     try:
         for v in shared:
             mine = _runs_within(runs, run_ends, v.start, v.end)

@@ -11,7 +11,7 @@ pages file into the task by injected preadv calls.
 
 from ..errors import HiberError
 from ..images import vma as V
-from ..images.pagemap import PAGE_SIZE, PageRun
+from ..images.pagemap import PAGE_SIZE, PE_LAZY, PageRun
 from ..kernel import proc
 from ..kernel.sys import IOV_MAX
 from . import mlock, uprobes, vmanames
@@ -78,7 +78,7 @@ class MemoryRestore:
     """
 
     def __init__(self, remote, vmas, pagemap, pages_fd, mapping_fd, scratch, scratch_size,
-                 premapped=None):
+                 premapped=None, lazy=False):
         self.remote = remote
         self.vmas = [v for v in vmas if not v.status & NOT_RESTORED]
         # start -> address of the VMA's premap, made and filled before the
@@ -99,6 +99,16 @@ class MemoryRestore:
         # pages of code that uprobes may have changed take their own path
         # (resources/uprobes.py); the rest are preadv'd into writable VMAs
         self.runs, self.code_runs = uprobes.split_code_runs(runs, self.vmas)
+        # a lazy restore leaves PE_LAZY pages to the lazy-pages daemon
+        # (pages/lazy.py), which brings them in on fault
+        self.lazy_runs = [r for r in self.runs if lazy and r.flags & PE_LAZY]
+        if self.lazy_runs:
+            self.runs = [r for r in self.runs if not r.flags & PE_LAZY]
+        # pages a dump --lazy-pages kept back: only a lazy restore gets them
+        kept = list(_outside([r for r in pagemap.runs if not r.present and r.flags & PE_LAZY
+                              and not any(s <= r.vaddr < e for s, e in skipped)], premapped))
+        if lazy:  # (plan.py refuses such images to a restore that is not lazy)
+            self.lazy_runs = sorted(self.lazy_runs + kept, key=lambda r: r.vaddr)
         self.pages_fd = pages_fd
         self.mapping_fd = mapping_fd
         self.scratch = scratch

@@ -16,9 +16,10 @@ import os
 
 from ..errors import HiberError
 from ..images import vma as V
-from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PRESENT
+from ..images.pagemap import PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT
 from ..kernel import pagescan
-from ..kernel.sys import IOV_MAX, address_of, process_vm_readv, write_all
+from . import dirty
+from ..kernel.sys import IOV_MAX, address_of, process_vm_readv
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,17 @@ def zero_page_pfn():
 class ProcessPages:
     """Selects the pages of one process's VMAs and writes them."""
 
-    def __init__(self, pid, vmas):
+    def __init__(self, pid, vmas, parent=None):
         self.pid = pid
         self.vmas = vmas                # vma_entry messages (vmas.py)
+        # dirty.ParentPages when an earlier dump's images hold pages of this
+        # process and its writes since are tracked: unwritten pages are left
+        # to that parent (PE_PARENT entries, no data)
+        self.parent = parent
         self.pages_scanned = 0
         self.pages_written = 0
+        self.pages_in_parent = 0
+        self.pages_lazy = 0             # kept back by a dump --lazy-pages
         self._scan_works = True
 
     # ---- which pages ----------------------------------------------------
@@ -79,20 +86,50 @@ class ProcessPages:
                     # the vdso is taken whole, whatever its pages' state (spec §1.8)
                     yield v.start, npages, flags
                     continue
+                if self.parent is not None and dirty.trackable(v) and self._scan_works:
+                    yield from self._runs_against_parent(pagemap, v, zero_pfn, flags)
+                    continue
                 for start, count in self._taken_pages(pagemap, v, zero_pfn):
                     yield start, count, flags
+
+    def _runs_against_parent(self, pagemap, v, zero_pfn, flags):
+        """The taken pages of a tracked VMA, those unwritten since the parent
+        dump (and held by its images) as PE_PARENT runs without data."""
+        try:
+            runs = list(pagescan.scan(
+                pagemap.fileno(), v.start, v.end, forbidden=self._forbidden(v),
+                anyof=pagescan.PAGE_IS_PRESENT | pagescan.PAGE_IS_SWAPPED,
+                report=(pagescan.PAGE_IS_PRESENT | pagescan.PAGE_IS_SWAPPED
+                        | pagescan.PAGE_IS_WRITTEN)))
+        except pagescan.ScanUnsupported:
+            self._scan_works = False
+            for start, count in self._taken_pages(pagemap, v, zero_pfn):
+                yield start, count, flags
+            return
+        written = [(start, end, bool(cats & pagescan.PAGE_IS_WRITTEN))
+                   for start, end, cats in runs]
+        for start, count, in_parent in dirty.split_by_parent(written, self.parent):
+            if in_parent:
+                self.pages_in_parent += count
+                yield start, count, PE_PARENT
+            else:
+                yield start, count, flags
+
+    @staticmethod
+    def _forbidden(v):
+        forbidden = pagescan.PAGE_IS_PFNZERO | pagescan.PAGE_IS_GUARD
+        if v.status & V.VMA_FILE_PRIVATE:
+            forbidden |= pagescan.PAGE_IS_FILE
+        return forbidden
 
     def _taken_pages(self, pagemap, v, zero_pfn):
         """Runs (start, nr_pages) of pages present or swapped, not the zero
         page, not a guard marker, and for private file mappings only the
         COWed (anonymous) ones."""
-        forbidden = pagescan.PAGE_IS_PFNZERO | pagescan.PAGE_IS_GUARD
-        if v.status & V.VMA_FILE_PRIVATE:
-            forbidden |= pagescan.PAGE_IS_FILE
         if self._scan_works:
             try:
                 runs = list(pagescan.scan(
-                    pagemap.fileno(), v.start, v.end, forbidden=forbidden,
+                    pagemap.fileno(), v.start, v.end, forbidden=self._forbidden(v),
                     anyof=pagescan.PAGE_IS_PRESENT | pagescan.PAGE_IS_SWAPPED))
                 return [(start, (end - start) // PAGE_SIZE) for start, end, _ in runs]
             except pagescan.ScanUnsupported:
@@ -136,6 +173,13 @@ class ProcessPages:
         mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)
         try:
             for vaddr, nr_pages, flags in runs:
+                if not flags & PE_PRESENT:
+                    # in the parent: an entry, no data (the pagemap stays in
+                    # address order, so what is batched goes first)
+                    self._flush(batch, writer, buffer, mem, progress)
+                    batch, batch_bytes = [], 0
+                    writer.add(vaddr, nr_pages, flags)
+                    continue
                 # split runs larger than the buffer
                 while nr_pages:
                     take = min(nr_pages, (len(buffer) - batch_bytes) // PAGE_SIZE)
@@ -180,9 +224,12 @@ class ProcessPages:
                         raise HiberError(f"PID {self.pid}: cannot read memory at "
                                          f"0x{vaddr + skip:x}")
                 offset += size
-        write_all(writer.pages_file.fileno(), memoryview(buffer)[:total])
+        view, offset = memoryview(buffer), 0
         for vaddr, n, flags in batch:
-            writer.add(vaddr, n, flags)
+            # the writer puts the data where its entry says (a local pages
+            # file, or a page server's connection)
+            writer.add(vaddr, n, flags, view[offset:offset + n * PAGE_SIZE])
+            offset += n * PAGE_SIZE
         self.pages_written += total // PAGE_SIZE
         if progress:
             progress(total // PAGE_SIZE)

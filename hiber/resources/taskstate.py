@@ -24,11 +24,13 @@ all threads are stopped and no RemoteTask pins them to one CPU.
 """
 
 import contextlib
+import ctypes
 import logging
 
 from ..errors import HiberError
 from ..inject.remote import RemoteTask, find_syscall_instruction
 from ..kernel import proc
+from ..kernel.sys import address_of, process_vm_readv, process_vm_writev
 from . import core, creds, sched, seccomp
 
 log = logging.getLogger(__name__)
@@ -77,23 +79,30 @@ class BorrowedMemory:
             yield (m.end - self.size) & ~0xf
 
     def __enter__(self):
-        with open(f"/proc/{self.pid}/mem", "rb", buffering=0) as mem:
-            for address in self._candidates():
-                try:
-                    mem.seek(address)
-                    self._saved = mem.read(self.size)
-                except OSError:
-                    continue  # a guard region, say: the next candidate
-                if len(self._saved) == self.size:
-                    self.address = address
-                    return address
+        # process_vm_readv/writev, not /proc/PID/mem: after a lazy restore's
+        # handover, a page here may still be coming, and only these calls
+        # wait for the lazy-pages daemon (/proc/PID/mem's access gives up
+        # with EFAULT on a userfaultfd-missing page)
+        for address in self._candidates():
+            buf = bytearray(self.size)
+            try:
+                got = process_vm_readv(self.pid, [(address_of(buf), self.size)],
+                                       [(address, self.size)])
+            except OSError:
+                continue  # a guard region, say: the next candidate
+            if got == self.size:
+                self._saved = buf
+                self.address = address
+                return address
         raise HiberError(f"PID {self.pid}: no {self.size} bytes of writable memory to pass "
                          "its credentials and seccomp filters through")
 
     def __exit__(self, *exc):
-        with open(f"/proc/{self.pid}/mem", "r+b", buffering=0) as mem:
-            mem.seek(self.address)
-            mem.write(self._saved)
+        saved = (ctypes.c_char * self.size).from_buffer(self._saved)
+        if process_vm_writev(self.pid, [(ctypes.addressof(saved), self.size)],
+                             [(self.address, self.size)]) != self.size:
+            raise HiberError(f"PID {self.pid}: cannot put back its memory at "
+                             f"0x{self.address:x}")
         return False
 
 

@@ -57,29 +57,32 @@ def restore(images_dir, *, options=None, **given):
     release.refuse_existing_pidfile(options.pidfile)
     scripts.run(actions.PRE_RESTORE)
     plan = Plan(images, options)                                # 1. read, check
-    # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
-    task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
-    kernel_areas.decide(plan, options.force_vdso_proxy)
-    log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
-             images.path, plan.root.pid)
+    try:
+        # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
+        task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
+        kernel_areas.decide(plan, options.force_vdso_proxy)
+        log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
+                 images.path, plan.root.pid)
 
-    with Subreaper():
-        forking = time.perf_counter()
-        stubs = fork_tree(plan)                                 # 2. the stubs
-        forking = time.perf_counter() - forking
-        try:
-            pages = rebuild_tree(plan, options)                 # 3. each process
-            owners.restore(plan)  # F_SETOWN: once every PID they name exists
-            for p in plan.live:
-                task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
-            scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
-            scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
-            release.release_tree(plan)                          # 4. let them run
-        except BaseException:
-            log.error("Restore failed; removing the processes it had started")
-            stubs.kill()
-            raise
-        stubs.close()
+        with Subreaper():
+            forking = time.perf_counter()
+            stubs = fork_tree(plan)                                 # 2. the stubs
+            forking = time.perf_counter() - forking
+            try:
+                pages = rebuild_tree(plan, options)                 # 3. each process
+                owners.restore(plan)  # F_SETOWN: once every PID they name exists
+                for p in plan.live:
+                    task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
+                scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
+                scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
+                release.release_tree(plan)                          # 4. let them run
+            except BaseException:
+                log.error("Restore failed; removing the processes it had started")
+                stubs.kill()
+                raise
+            stubs.close()
+    finally:
+        plan.close()  # the merged pages of incremental images
 
     elapsed = time.perf_counter() - started
     release.write_stats(images, forking, elapsed, pages)

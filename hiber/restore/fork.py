@@ -261,8 +261,7 @@ def _own_setup(plan, p, stub_files, shared, writers):
     stub_files.install(p.fdinfo)
     floor = plan.fd_floor
     services = {"reports": sorted(writers.values()), "map": {}, "shmem": {}}
-    pages = plan.images.file_path("PAGES", p.pagemap.pages_id)
-    services["pages"] = files.high_dup(os.open(pages, os.O_RDONLY), floor)
+    services["pages"] = files.high_dup(os.open(p.pages_path, os.O_RDONLY), floor)
     services["exe"] = stub_files.map_fd(p.mm.exe_file_id, os.O_RDONLY)
     for v in p.mm.vmas:
         if not v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import RestoreError
+from ..images import chain
+from ..images.pagemap import PE_LAZY, PagesReader
 from ..resources import core, cow, files, namespaces, vdso, vmanames
 from . import checks
 
@@ -25,8 +27,10 @@ class ProcessPlan:
     mm: object = None
     fs: object = None
     fdinfo: list = field(default_factory=list)
-    pagemap: object = None
+    pagemap: object = None                            # every run present (chain.py)
     pages: object = None                              # its PagesReader
+    pages_path: str = ""                              # the file that reader reads
+    resolved: object = None                           # chain.ResolvedPages, to close
     vdso_image: object = None
     vdso_plan: object = None                          # vdso.VdsoPlan: in place or proxy
     thread_cores: dict = field(default_factory=dict)  # tid -> core_entry, leader excluded
@@ -39,6 +43,7 @@ class ProcessPlan:
 class Plan:
     def __init__(self, images, options, check_pids=True, check_files=True):
         self.images = images
+        self.lazy_pages = options.lazy_pages
         self.shell_job = shell_job = options.shell_job
         self.check_pids = check_pids
         self.hiber_pgid = os.getpgrp()
@@ -69,6 +74,11 @@ class Plan:
             namespaces.refuse_namespaced_images(self.root_ids, self.process_ids)
             checks.check_files(self)
 
+    def close(self):
+        for p in self.processes:
+            if p.resolved is not None:
+                p.resolved.close()
+
     @property
     def live(self):
         return [p for p in self.processes if not p.zombie]
@@ -90,11 +100,22 @@ class Plan:
         self.process_ids.append((pid, ids))
         plan = ProcessPlan(pid, entry, c, mm=self.images.read_one("MM", pid),
                            fs=self.images.read_one("FS", pid),
-                           fdinfo=self.images.read_optional("FDINFO", ids.files_id),
-                           pagemap=self.images.pagemap(pid))
+                           fdinfo=self.images.read_optional("FDINFO", ids.files_id))
         for tid in entry.threads[1:]:
             plan.thread_cores[tid] = self.images.read_one("CORE", tid)
-        plan.pages = self.images.pages_reader(plan.pagemap)  # checks the pages file size
+        pagemap = self.images.pagemap(pid)
+        # pages left to a parent image are gathered into one file first
+        plan.resolved = chain.resolve(self.images.path, pagemap,
+                                      self.images.file_path("PAGES", pagemap.pages_id), pid,
+                                      keep_lazy=self.lazy_pages)
+        plan.pagemap, plan.pages_path = plan.resolved.pagemap, plan.resolved.path
+        kept = next((r for r in plan.pagemap.runs if not r.present and r.flags & PE_LAZY),
+                    None)
+        if kept is not None and not self.lazy_pages:
+            raise RestoreError(f"pagemap-{pid}.img: the pages at 0x{kept.vaddr:x} are not in "
+                               "the images (dumped with --lazy-pages): restore with "
+                               "--lazy-pages, and a lazy-pages daemon fetching from that dump")
+        plan.pages = PagesReader(plan.pagemap, plan.pages_path)  # checks the pages file size
         plan.vdso_image = vdso.image_layout(plan.mm.vmas, plan.pages.read_range)
         vmanames.refuse_names_this_kernel_lacks(pid, plan.mm.vmas)
         return plan

@@ -21,6 +21,7 @@ from ..faults import fault_point
 from ..inject.remote import RemoteTask
 from ..kernel import proc
 from ..kernel import ptrace as pt
+from ..pages import lazy
 from ..progress import progress_bar
 from ..resources import core, memory, timers, vdso
 from ..resources.files import memfd
@@ -34,10 +35,15 @@ def rebuild_tree(plan, options):
     """Every live process, one after the other; returns the pages restored."""
     pages = 0
     total = sum(p.pagemap.present_pages for p in plan.live)
-    with progress_bar(total, options.show_progress, "restoring memory") as bar:
-        for p in plan.live:
-            take_over(p)
-            pages += rebuild(plan, p, options, bar.update)
+    handover = lazy.Handover(plan.images.path) if options.lazy_pages else None
+    try:
+        with progress_bar(total, options.show_progress, "restoring memory") as bar:
+            for p in plan.live:
+                take_over(p)
+                pages += rebuild(plan, p, options, bar.update, handover)
+    finally:
+        if handover is not None:
+            handover.close()
     return pages
 
 
@@ -49,7 +55,7 @@ def take_over(p):
         raise RestoreError(f"PID {p.pid}: the stub did not stop as expected ({kind} {sig})")
 
 
-def rebuild(plan, p, options, progress=None):
+def rebuild(plan, p, options, progress=None, handover=None):
     services = p.services
     with RemoteTask(p.pid, killed_with_tracer=True) as task:
         rseq = pt.get_rseq_configuration(p.pid)
@@ -68,7 +74,7 @@ def rebuild(plan, p, options, progress=None):
         premapped = {int(start): address for start, address in services["premapped"].items()}
         mem = memory.MemoryRestore(task, p.mm.vmas, p.pagemap, services["pages"],
                                    lambda v: services["map"][mapping_key(v)],
-                                   scratch, SCRATCH_SIZE, premapped)
+                                   scratch, SCRATCH_SIZE, premapped, lazy=handover is not None)
         premaps = [(premapped[v.start], premapped[v.start] + v.end - v.start)
                    for v in p.mm.vmas if v.start in premapped]
         mem.unmap_stub([(scratch, scratch + SCRATCH_SIZE)] + [(s, e) for _, s, e in parked]
@@ -77,6 +83,8 @@ def rebuild(plan, p, options, progress=None):
         mem.fill_pages(progress)
         fault_point(options, "rebuild")
         mem.finish()
+        if mem.lazy_runs:
+            handover.hand_over(task, p.pid, mem.vmas, mem.lazy_runs)
         kernel_areas.place(task, p, parked)
 
         core.restore_task(task, scratch, p.pid, p.core, p.mm, _exe_fd(p, services))

@@ -1,0 +1,1 @@
+"""Page transfer beyond the local images dir: CRIU's page server protocol."""

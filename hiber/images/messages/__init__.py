@@ -33,6 +33,6 @@ S.enum("TtyType", nested_in="tty_info_entry", UNKNOWN=0, PTY=1, CONSOLE=2, VT=3,
 
 # each module adds its messages to the schema (the order does not matter:
 # types are resolved when the schema is built)
-from . import files, memory, sockets, task  # noqa: E402,F401
+from . import files, memory, sockets, sockets_more, task  # noqa: E402,F401
 
 classes = schema.build()

@@ -34,6 +34,10 @@ def test_a_pty_pair_comes_back_whole(start_target, tmp_path, crit):
     assert master.packet_mode and not master.locked and slave.exclusive
     assert master.sid == slave.sid == int(t.info["child"])
     assert (slave.winsize.ws_row, slave.winsize.ws_col) == (33, 111)
+    # c_cc as CRIU 4.2 writes it: the control characters packed four to a
+    # little-endian word (VINTR, the target's ^K, in the low byte of the first)
+    assert len(slave.termios.c_cc) == 19 and slave.termios.c_cc[0] & 0xff == 11
+    assert slave.termios.c_cc[1] >> 16 & 0xff == 3  # VMIN, c_cc[6]
     data = {d.tty_id: d.data for d in imgs.read("TTY_DATA")}
     assert data == {master.id: b"to-master\n", slave.id: b"to-slave\n"}
     ttys = [f for f in imgs.read("FILES") if f.type == TTY]

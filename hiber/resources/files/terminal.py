@@ -55,6 +55,13 @@ TIOCGLCKTRMIOS, TIOCSLCKTRMIOS = 0x5456, 0x5457
 # it has no speeds, so CRIU's images hold 0 there
 TERMIOS = struct.Struct("4IB19s")
 NCCS = 19
+# CRIU 4.2 fills termios_entry.c_cc (19 uint32) with a memcpy of glibc's
+# 32-byte c_cc (criu/tty.c, termios_copy): the control characters packed
+# four to a word, little-endian, in the first 8 words; it reads them back
+# the same way, so hiber writes and reads them so too (the last 11 words,
+# which CRIU leaves unset, are written 0 and never read)
+GLIBC_NCCS = 32
+TERMIOS_NCC = 19
 WINSIZE = struct.Struct("4H")
 # criu/tty.c reads at most this much queued in each end
 QUEUED_LIMIT = 16384
@@ -112,13 +119,18 @@ def _try_int(fd, request, default=0):
 
 def _termios_entry(raw):
     iflag, oflag, cflag, lflag, line, cc = TERMIOS.unpack(raw[:TERMIOS.size])
+    packed = cc.ljust(GLIBC_NCCS, b"\0")
+    words = list(struct.unpack(f"<{GLIBC_NCCS // 4}I", packed))
+    words += [0] * (TERMIOS_NCC - len(words))
     return classes["termios_entry"](c_iflag=iflag, c_oflag=oflag, c_cflag=cflag,
                                     c_lflag=lflag, c_line=line, c_ispeed=0, c_ospeed=0,
-                                    c_cc=list(cc))
+                                    c_cc=words)
 
 
 def _termios_bytes(entry):
-    cc = bytes(list(entry.c_cc)[:NCCS]).ljust(NCCS, b"\0")
+    words = list(entry.c_cc)[:GLIBC_NCCS // 4]
+    words += [0] * (GLIBC_NCCS // 4 - len(words))
+    cc = struct.pack(f"<{GLIBC_NCCS // 4}I", *(w & 0xffffffff for w in words))[:NCCS]
     return TERMIOS.pack(entry.c_iflag, entry.c_oflag, entry.c_cflag, entry.c_lflag,
                         entry.c_line, cc)
 

@@ -111,8 +111,6 @@ REFUSED = {
                "out-of-band byte (MSG_OOB)"),
     "inet": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
              "is an inet datagram socket (UDP)"),
-    "netlink": ("s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)",
-                "cannot dump netlink sockets yet"),
 }
 
 

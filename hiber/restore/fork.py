@@ -26,8 +26,8 @@ from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel.clone import fork_with_pid
 from ..kernel.sys import syscall
-from ..resources import core, cow, files, fs
-from ..resources.files import memfd, regular
+from ..resources import core, cow, ctty, files, fs
+from ..resources.files import memfd, regular, terminal
 
 STUB_TIMEOUT = 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
@@ -173,7 +173,9 @@ def stub_root(plan, writers):
     stub_files = files.StubFiles(plan.files, shared, floor, plan.shell_tty)
     for p in plan.live:
         for e in p.fdinfo:
-            if not regular.opens_late(plan.files, plan.files.entry(e.id)):
+            entry = plan.files.entry(e.id)
+            if not (regular.opens_late(plan.files, entry)
+                    or terminal.opens_late(plan.files, entry)):  # /dev/tty: its holder
                 stub_files.open_object(e.id)
     stub_process(plan, plan.root, stub_files, shared, writers, done=None)
 
@@ -182,8 +184,10 @@ def stub_process(plan, p, stub_files, shared, writers, done):
     """One process's stub: session and group, children, then its own setup."""
     e = p.pstree
     pgid = plan.group_of(e.pgid)
+    session_tty = None
     if e.sid == e.pid:
         os.setsid()
+        session_tty = ctty.take(plan.files, stub_files, e.pid)  # ctty: before the children fork
     elif pgid == e.pid:
         os.setpgid(0, 0)
     elif pgid != os.getpgrp():
@@ -195,6 +199,7 @@ def stub_process(plan, p, stub_files, shared, writers, done):
     helpers = [_group_helper(pgid) for pgid in plan.group_helpers.get(e.pid, ())]
     for child in p.children:
         _fork_child(plan, child, stub_files, shared, writers)
+    ctty.give_foreground(session_tty)  # ctty: the session's groups exist now
     for helper in helpers:
         os.kill(helper, signal.SIGKILL)
         os.waitpid(helper, 0)

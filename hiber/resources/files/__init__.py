@@ -6,7 +6,7 @@ fifo-data.img, memfd.img).
                   that refuses what no kind claims
     kinds.py      the registration of every kind, in the order they are tried
     regular.py    regular files, directories, devices (REG entries)
-    terminal.py   terminals of a shell job (--shell-job)
+    terminal.py   terminals: pty pairs, /dev/tty, console, vt (TTY entries)
     pipe.py       pipes and their queued data
     fifo.py       named pipes and their queued data
     memfd.py      memfds and shared anonymous memory (both halves)

@@ -2,7 +2,7 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
-from ..sockets import other_families, unix
+from ..sockets import netlink, other_families, packet, unix
 from . import epoll, eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
 from .table import Table
 
@@ -14,6 +14,8 @@ KINDS = Table(
     signalfd.KIND,
     timerfd.KIND,
     unix.KIND,            # socket links "socket:[N]" of the unix family
+    netlink.KIND,
+    packet.KIND,
     other_families.KIND,  # every other socket: refused, naming its family
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files
     terminal.KIND,  # terminals are character devices: before regular files

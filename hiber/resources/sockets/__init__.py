@@ -2,6 +2,8 @@
 (resources/files/kinds.py), with the pieces the families share.
 
     unix.py            unix sockets: the two ends of socketpair()s
+    netlink.py         netlink sockets: port id, groups, connection, options
+    packet.py          packet sockets: binding, SOL_PACKET options, rings' sizes
     other_families.py  the families hiber cannot dump yet, refused by name
     queues.py          the data queued in a socket: sk-queues.img
     options.py         socket options: sk_opts_entry

@@ -79,7 +79,7 @@ def dump_options(sock, where):
         opts.so_mark = mark
     for field, option in SWITCHES.items():
         setattr(opts, field, bool(_int(sock, option)))
-    if sock.family == socket.AF_UNIX:
+    if sock.family in (socket.AF_UNIX, socket.AF_NETLINK):
         for field, option in PASS_SWITCHES.items():
             setattr(opts, field, bool(_int(sock, option)))
     opts.so_oobinline = _int(sock, socket.SO_OOBINLINE)

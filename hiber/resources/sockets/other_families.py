@@ -1,9 +1,8 @@
-"""Sockets of the families hiber cannot dump yet (inet, inet6, netlink,
-packet, ...): recognised only to be refused in one line that names the
+"""Sockets of the families hiber cannot dump yet (inet, inet6, ...):
+recognised only to be refused in one line that names the
 family, the type and the protocol. Tried after every family hiber dumps.
 
-Their file entries in CRIU's images (INETSK, PACKETSK, NETLINKSK) are
-refused by the table's fallback, which names their type."""
+Their file entries in CRIU's images (INETSK, ...) are refused by the table's fallback, which names their type."""
 
 import socket
 

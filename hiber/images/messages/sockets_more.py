@@ -1,7 +1,7 @@
 """Messages of netlink and packet sockets (CRIU's sk-netlink.proto and
 packet-sock.proto)."""
 
-from . import S
+from .base import S
 from ..schema import optional, repeated, required
 
 S.message("netlink_sk_entry",

@@ -225,6 +225,9 @@ def _add_common_options(p):
                         "it in on fault and in the background")
     p.add_argument("--page-server", action="store_true",
                    help="dump, pre-dump: send the pages to a page server (--address, --port)")
+    p.add_argument("--auto-dedup", action="store_true",
+                   help="dump, pre-dump, page-server: free the pages the new images hold "
+                        "in their parent images")
     p.add_argument("--address", help="the page server's address (page-server: where to listen)")
     p.add_argument("--port", type=int, help="the page server's TCP port")
     p.add_argument("--prev-images-dir", metavar="DIR",
@@ -248,7 +251,7 @@ PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap
                "--tcp-skip-in-flight", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
 _CGROUPS = "hiber does not checkpoint cgroups yet"
-_PAGES = "hiber has no page server, lazy pages, deduplication or image streaming yet"
+_PAGES = "hiber has no image streaming, and its page server no inherited socket, yet"
 # criu options hiber cannot honour: refused with one line each, rather than
 # accepted and silently ignored.  flag -> (0 for a switch, else 1; why)
 REFUSED = {
@@ -271,7 +274,7 @@ REFUSED = {
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
-    "--auto-dedup": (0, _PAGES), "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
+    "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
 
@@ -305,6 +308,7 @@ def options_from(args):
         action_scripts=tuple(args.action_script),
         track_mem=getattr(args, "track_mem", False),
         page_server=getattr(args, "page_server", False),
+        auto_dedup=getattr(args, "auto_dedup", False),
         lazy_pages=getattr(args, "lazy_pages", False),
         status_fd=getattr(args, "status_fd", None) if args.command == "dump" else None,
         address=getattr(args, "address", None),
@@ -383,12 +387,26 @@ def cmd_page_server(args):
     _refuse_unsupported_options(args)
     if not args.port:
         raise UsageError("page-server needs --port")
+    if args.auto_dedup and args.daemon:
+        raise UsageError("page-server --auto-dedup runs after the pages are in: not with "
+                         "--daemon (run `hiber dedup -D DIR` then)")
     images = ImageDir(args.images_dir, create=True)
     _logged(args, "Serving pages", "Page server finished successfully",
             f"page server on port {args.port}",
             lambda options: server.run(images, args.address, args.port, daemon=args.daemon,
                                        status_fd=args.status_fd, pidfile=args.pidfile),
             "page-server")
+    if args.auto_dedup and not args.daemon:
+        from .pages.dedup import dedup
+        dedup(images.path)
+    return 0
+
+
+def cmd_dedup(args):
+    from .pages.dedup import dedup
+    freed = _logged(args, "Deduplicating", "Deduplication finished successfully",
+                    "dedup", lambda options: dedup(args.images_dir), "dedup")
+    print(f"{freed} page(s) freed in the parent images", file=sys.stderr)
     return 0
 
 
@@ -518,6 +536,11 @@ def build_parser():
     p.add_argument("--status-fd", type=int,
                    help="write a zero byte to this fd once connections are accepted")
     p.set_defaults(func=cmd_page_server)
+
+    p = sub.add_parser("dedup", help="free the pages an images dir holds in its parent "
+                                      "images (as criu dedup)")
+    _add_common_options(p)
+    p.set_defaults(func=cmd_dedup)
 
     p = sub.add_parser("lazy-pages", help="serve the lazy pages of a restore --lazy-pages "
                                            "(as criu lazy-pages)")

@@ -24,6 +24,7 @@ from .kernel import proc
 from .options import build_options
 from .errors import UsageError
 from .pages import server as page_server
+from .pages.dedup import dedup
 from .pages.server import LazyDumpWriter, LazyStore, PageServerClient
 from .progress import progress_bar
 from .resources import core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
@@ -138,6 +139,8 @@ def dump(pid, images_dir, *, options=None, **given):
         scripts.run(actions.POST_DUMP, pid)
         if options.prev_images_dir:
             dirty.link_parent(images.path, options.prev_images_dir)
+            if options.auto_dedup and images.page_server is None:
+                dedup(images.path)
         if options.track_mem and (options.leave_running or options.leave_stopped):
             dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
                                    previous)
@@ -370,6 +373,8 @@ def pre_dump(pid, images_dir, *, options=None, **given):
         images.write("INVENTORY", None, [inventory])
         if options.prev_images_dir:
             dirty.link_parent(images.path, options.prev_images_dir)
+            if options.auto_dedup and images.page_server is None:
+                dedup(images.path)
         dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
                                previous)
     except BaseException:

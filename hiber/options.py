@@ -47,6 +47,9 @@ class Options:
     # pre-dump: how criu reads memory ("splice" or "read"); hiber reads it the
     # same way in both and records the mode in the inventory, as criu does
     pre_dump_mode: str = "splice"
+    # dump, pre-dump: once the images are written, free the pages they hold
+    # in the parent images (criu --auto-dedup; pages/dedup.py)
+    auto_dedup: bool = False
     # dump, pre-dump: send the pages to a page server at address:port
     # instead of the images dir (criu --page-server --address --port)
     page_server: bool = False

@@ -173,3 +173,34 @@ def test_a_failed_dump_keeps_the_tracking(start_target, tmp_path):
 def test_check_knows_dirty_tracking():
     result = run_hiber("check", "--feature", "mem_dirty_track")
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_dedup_frees_what_the_newer_image_holds(start_target, tmp_path):
+    """--auto-dedup (and `hiber dedup`): the parent's copies of the pages the
+    newer image holds are punched out, its size kept; the newest image of
+    the chain still restores right."""
+    first, second, final = _dirs(tmp_path, "1", "2", "3")
+    t = start_target("dirtier", 16)
+    _hiber_ok("pre-dump", "-t", t.pid, "-D", first, "-o", "pre.log")
+    pages = next(first.glob("pages-*.img"))
+    size, blocks = pages.stat().st_size, pages.stat().st_blocks
+    _round(t, 1)
+    _hiber_ok("pre-dump", "-t", t.pid, "-D", second, "-o", "pre.log",
+              "--prev-images-dir", "../1", "--auto-dedup")
+    written = _stats(second)["pages_written"]
+    assert pages.stat().st_size == size
+    # the pages the second image holds are gone from the first: the 1% of
+    # the area rewritten at least (some it holds were not in the first at
+    # all: the new area, fresh heap and stack pages)
+    log = (second / "pre.log").read_text()
+    freed = int(log.split("Deduplication: ")[1].split()[0])
+    assert int(t.info["pages"]) // 100 <= freed <= written
+    assert (blocks - pages.stat().st_blocks) * 512 == freed * 4096
+    _round(t, 2)
+    _hiber_ok("dump", "-t", t.pid, "-D", final, "-o", "dump.log", "--prev-images-dir", "../2")
+    assert t.wait(10) == -signal.SIGKILL
+    reap_orphans()
+    result = _hiber_ok("dedup", "-D", final, "-o", "dedup.log")
+    assert "freed" in result.stderr.decode()
+    restore(final)
+    assert t.check()

@@ -177,3 +177,15 @@ def can_name_anonymous_mappings():
 
 
 TFD_IOC_SET_TICKS = 0x40085400  # _IOW('T', 0, u64): a timerfd's unread expirations
+
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+_fallocate = libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+
+
+def punch_hole(fd, offset, length):
+    """Free the blocks of [offset, offset+length) of a file, its size kept:
+    the range then reads as zeros (fallocate(2) FALLOC_FL_PUNCH_HOLE)."""
+    _errcheck(_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))

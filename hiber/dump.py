@@ -137,22 +137,15 @@ def dump(pid, images_dir, *, options=None, **given):
         # a migration script may say "don't kill it": the tree runs on and
         # the dump fails with the script's status, as with criu
         scripts.run(actions.POST_DUMP, pid)
-        if options.prev_images_dir:
-            dirty.link_parent(images.path, options.prev_images_dir)
-            if options.auto_dedup and images.page_server is None:
-                dedup(images.path)
-        if options.track_mem and (options.leave_running or options.leave_stopped):
-            dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
-                                   previous)
+        link_to_parent(images, options, collected, previous,
+                       track=options.track_mem and (options.leave_running
+                                                    or options.leave_stopped))
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
         tree.thaw()
         raise
     finally:
-        file_table.shmem.close()
-        previous.close()
-        if images.page_server is not None:
-            images.page_server.close()
+        release_dump(images, file_table, previous)
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)
     # the tree is killed or its tracking passed on: the tracker whose record
@@ -284,6 +277,26 @@ def write_memory(images, collected, shared, options, with_shared=True, lazy_stor
     return total
 
 
+def link_to_parent(images, options, collected, previous, track):
+    """Once the images are complete: the parent link (and --auto-dedup), then,
+    for a tree that runs on, its writes tracked for the next dump."""
+    if options.prev_images_dir:
+        dirty.link_parent(images.path, options.prev_images_dir)
+        if options.auto_dedup and images.page_server is None:
+            dedup(images.path)
+    if track:
+        dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
+                               previous)
+
+
+def release_dump(images, file_table, previous):
+    """What a dump holds open until it ends, however it ends."""
+    file_table.shmem.close()
+    previous.close()
+    if images.page_server is not None:
+        images.page_server.close()
+
+
 def connect_page_server(images, options):
     """--page-server: the pages go to the server, the rest to the images dir."""
     if options.page_server:
@@ -371,21 +384,13 @@ def pre_dump(pid, images_dir, *, options=None, **given):
         inventory = task.inventory(task.IdAllocator().root_ids, False)
         inventory.pre_dump_mode = 1 if options.pre_dump_mode == "splice" else 2
         images.write("INVENTORY", None, [inventory])
-        if options.prev_images_dir:
-            dirty.link_parent(images.path, options.prev_images_dir)
-            if options.auto_dedup and images.page_server is None:
-                dedup(images.path)
-        dirty.start_next_round(images.path, [(c.pid, c.pages.vmas) for c in collected],
-                               previous)
+        link_to_parent(images, options, collected, previous, track=True)
     except BaseException:
         log.error("Pre-dump failed; letting the tree run on as it was")
         tree.thaw()
         raise
     finally:
-        file_table.shmem.close()
-        previous.close()
-        if images.page_server is not None:
-            images.page_server.close()
+        release_dump(images, file_table, previous)
     tree.thaw()
     clock.stop("frozen")
     write_stats(images, clock, collected, pages_written, file_table.shmem)

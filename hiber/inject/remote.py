@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from ..errors import HiberError
 from ..kernel import proc
 from ..kernel import ptrace as pt
-from ..kernel.sys import NR, address_of, process_vm_readv, process_vm_writev, signed
+from ..kernel.sys import (NR, address_of, pidfd_getfd, pidfd_open, process_vm_readv,
+                          process_vm_writev, signed)
 from . import interrupts, seccomp, sigframe
 
 log = logging.getLogger(__name__)
@@ -515,3 +516,17 @@ class RemoteTask:
             done = 0
         if done != len(data):
             raise InjectionError(f"PID {self.pid}: short write at 0x{address:x}")
+
+
+def take_fd(task, number, close=None):
+    """Our own copy of fd ``number`` of the task (pidfd_getfd: the same open
+    file), which is closed in the task, so the program never sees it.
+    ``close`` runs the close in the task (default: task.syscall)."""
+    try:
+        holder = pidfd_open(task.pid)
+        try:
+            return pidfd_getfd(holder, number)
+        finally:
+            os.close(holder)
+    finally:
+        (close or task.syscall)("close", number)

@@ -30,7 +30,8 @@ from ..errors import HiberError
 from ..images.chain import locate
 from ..images.pagemap import PAGE_SIZE
 from ..kernel import uffd
-from ..kernel.sys import address_of, pidfd_getfd, pidfd_open
+from ..inject.remote import take_fd
+from ..kernel.sys import address_of
 from . import server
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,7 @@ class Handover:
         """Register the VMAs holding ``lazy_runs`` in the (stopped) task for
         missing pages and give the daemon the fd."""
         flags = os.O_CLOEXEC | os.O_NONBLOCK
-        in_task = task.syscall("userfaultfd", flags)
-        try:
-            holder = pidfd_open(pid)
-            try:
-                fd = pidfd_getfd(holder, in_task)
-            finally:
-                os.close(holder)
-        finally:
-            task.syscall("close", in_task)
+        fd = take_fd(task, task.syscall("userfaultfd", flags))
         try:
             uffd.enable_missing(fd)
             for v in _vmas_holding(vmas, lazy_runs):

@@ -32,7 +32,7 @@ import signal
 
 from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE, PE_PARENT, read_pagemap
-from ..inject.remote import RemoteTask, find_gadgets
+from ..inject.remote import RemoteTask, find_gadgets, take_fd
 from ..kernel import proc, uffd
 from ..kernel.sys import pidfd_getfd, pidfd_open
 
@@ -187,14 +187,7 @@ def open_tracking_fd(pid, remote):
         log.warning("PID %d: userfaultfd() failed (%s): its next dump copies every page",
                     pid, os.strerror(-in_task))
         return None
-    try:
-        holder = pidfd_open(pid)
-        try:
-            ours = pidfd_getfd(holder, in_task)
-        finally:
-            os.close(holder)
-    finally:
-        remote.undo_syscall("close", in_task)
+    ours = take_fd(remote, in_task, close=remote.undo_syscall)
     try:
         uffd.enable_async_wp(ours)
     except OSError as e:

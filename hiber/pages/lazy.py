@@ -95,8 +95,14 @@ class Handover:
 
 def _vmas_holding(vmas, runs):
     """The VMAs a lazy run touches (a run of the pagemap may span two
-    adjacent VMAs)."""
-    return [v for v in vmas if any(r.vaddr < v.end and v.start < r.end for r in runs)]
+    adjacent VMAs); both ascend, so one walk over the two."""
+    out, i = [], 0
+    for v in sorted(vmas, key=lambda v: v.start):
+        while i < len(runs) and runs[i].end <= v.start:
+            i += 1
+        if i < len(runs) and runs[i].vaddr < v.end:
+            out.append(v)
+    return out
 
 
 # ---- the daemon ------------------------------------------------------------------

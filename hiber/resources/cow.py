@@ -64,9 +64,12 @@ def sharing_key(v):
 def plan_sharing(plan):
     """For each live process, the (start, end) of the VMAs to premap: those
     its parent or one of its children has too, at the same range."""
-    ranges = {p.pid: {sharing_key(v) for v in p.mm.vmas
-                      if shareable(v) and not _holds_kept_pages(p, v)}
-              for p in plan.live}
+    ranges = {}
+    for p in plan.live:
+        kept = _kept_runs(p)
+        kept_ends = [r.end for r in kept]
+        ranges[p.pid] = {sharing_key(v) for v in p.mm.vmas
+                         if shareable(v) and not (kept and _holds(kept, kept_ends, v))}
     for p in plan.live:
         family = set()
         parent = ranges.get(p.pstree.ppid)
@@ -77,12 +80,18 @@ def plan_sharing(plan):
         p.share_ranges = ranges[p.pid] & family
 
 
-def _holds_kept_pages(p, v):
-    """Whether a dump --lazy-pages kept pages of this VMA back: they arrive
-    only once the process runs (pages/lazy.py), too late to fill a premap
-    its family shares, so each process gets its own copy."""
-    return any(not r.present and r.flags & PE_LAZY and r.vaddr < v.end and v.start < r.end
-               for r in p.pagemap.runs)
+def _kept_runs(p):
+    """Runs whose pages a dump --lazy-pages kept back: they arrive only once
+    the process runs (pages/lazy.py), too late to fill a premap its family
+    shares, so the VMAs holding them are not shared (each process gets its
+    own). Almost always none."""
+    return [r for r in p.pagemap.runs if not r.present and r.flags & PE_LAZY]
+
+
+def _holds(runs, ends, v):
+    """Whether a run of ``runs`` (ascending, ``ends`` their ends) meets v."""
+    i = bisect.bisect_right(ends, v.start)
+    return i < len(runs) and runs[i].vaddr < v.end
 
 
 def premap(plan, p, open_file):

@@ -65,6 +65,12 @@ class FrozenTree:
                     if e.errno != errno.ESRCH:
                         failures.append(f"{tid}: {e.strerror}")
         self.guard.release()
+        # the stop is taken once the detached thread is scheduled: wait for
+        # it (briefly), so that whoever looks after hiber returns sees the
+        # process stopped, as it was
+        for p in self.processes.values():
+            if p.stopped:
+                _wait_stopped(p.pid)
         if failures:
             log.warning("could not detach from %s", ", ".join(failures))
 
@@ -108,6 +114,17 @@ def _reap_traced(tid):
         os.waitpid(tid, pt.WALL)
     except ChildProcessError:
         pass  # not traced by us any more: detached before the kill woke it
+
+
+def _wait_stopped(pid, seconds=1.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if proc.stat(pid).state in "TtZX":
+                return
+        except proc.NoSuchProcess:
+            return
+        time.sleep(0.001)
 
 
 def _real_parent(pid):

@@ -295,6 +295,7 @@ def options_from(args):
         show_progress=True,
         action_scripts=tuple(args.action_script),
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
+        ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
         fault=os.environ.get("HIBER_FAULT"))
 
 

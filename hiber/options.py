@@ -37,6 +37,10 @@ class Options:
     # criu --action-script: executables run at pre-dump, post-dump,
     # pre-restore, post-restore, pre-resume and post-resume (actions.py)
     action_scripts: tuple = ()
+    # dump: a unix datagram socket connected to a named one outside the tree
+    # is dumped, and restore connects it to that name again (criu
+    # --ext-unix-sk, bare)
+    ext_unix_sk: bool = False
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

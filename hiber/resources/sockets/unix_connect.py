@@ -65,6 +65,7 @@ class Maker:
         self.closers = {}    # file id -> the other end of the pair made for a
                              # socket whose peer was closed
         self.bound = BoundFiles()
+        self.installed = set()  # ids of passed files completed (_install_in_flight)
         self.fds = {}
 
     # ---- who is connected to whom --------------------------------------------
@@ -184,13 +185,31 @@ class Maker:
 
     def _fds_of(self, file_ids):
         """The fds of the files a message passes: the stub's own."""
-        out = []
-        for file_id in file_ids:
-            if file_id in self.socks:
-                out.append(self.socks[file_id].fileno())
-            else:
-                out.append(self.stub.open_object(file_id))
-        return out
+        return [self._fd_of(file_id, in_flight=True) for file_id in file_ids]
+
+    def _fd_of(self, file_id, in_flight=False):
+        if file_id in self.socks:
+            return self.socks[file_id].fileno()
+        fd = self.stub.open_object(file_id)
+        if in_flight:
+            self._install_in_flight(file_id, fd)
+        return fd
+
+    def _install_in_flight(self, file_id, fd):
+        """A passed file that needs the fd numbers of a process to be
+        complete (an epoll's watches: Kind.install) may be held by no
+        process: it is completed here, with the files of its watches open
+        in the stub (install puts each at its number for the time it
+        takes). One a process holds too finds its watches made (EEXIST)."""
+        from ..files.kinds import KINDS  # the table imports this module's kind
+        entry = self.files.entry(file_id)
+        kind = KINDS.of_entry(entry)
+        if kind.install is None or file_id in self.installed:
+            return
+        self.installed.add(file_id)
+        targets = [w.id for w in entry.epfd.tfd] if entry.HasField("epfd") else []
+        fd_ids = {self._fd_of(target): target for target in targets}
+        kind.install(self.stub, entry, fd, fd_ids)
 
     def _queue_from_peer(self, entry):
         packets = self.queued.get(entry.id, [])

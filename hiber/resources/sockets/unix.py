@@ -33,6 +33,7 @@ that has sent data already, or whose client was closed, out-of-band data
 queued, a socket filter, a passed file hiber cannot dump.
 """
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ UNIX_STATES = (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
 # unix_sk_entry.uflags (CRIU's sk-unix.c)
 USK_EXTERN, USK_SERVICE, USK_CALLBACK, USK_INHERIT = 0x1, 0x2, 0x4, 0x8
 BOTH_SHUTDOWN = RCV_SHUTDOWN | SEND_SHUTDOWN
+log = logging.getLogger(__name__)
 SHUTDOWN_WORDS = {RCV_SHUTDOWN: "shut down for reading", SEND_SHUTDOWN: "shut down for writing",
                   BOTH_SHUTDOWN: "shut down"}
 
@@ -105,17 +107,31 @@ class DumpedUnix:
         for n in self.passed_fds:
             os.close(n)
         self.passed_fds.clear()
+        listeners = {ino: d for d in self.sockets.values() if d.diag.state == TCP_LISTEN
+                     for ino in d.diag.pending}
         for d in list(self.sockets.values()):
             me = d.diag
             if me.peer:
                 self._check_peer(d)
             elif me.state == TCP_ESTABLISHED and me.type != socket.SOCK_DGRAM:
-                self._tie_to_listener(d)
-            elif me.state == TCP_LISTEN and 0 in me.pending:
-                raise UnsupportedFile(f"{d.where} is a unix socket listening on "
-                                      f"{name_in_words(me.name)} with a connection whose "
-                                      "client was closed before it was accepted: hiber "
-                                      "cannot dump it (nor can CRIU)")
+                self._tie_to_listener(d, listeners.get(me.ino))
+            elif me.state == TCP_LISTEN:
+                self._check_pending(d)
+
+    def _check_pending(self, d):
+        me = d.diag
+        if 0 in me.pending:
+            raise UnsupportedFile(f"{d.where} is a unix socket listening on "
+                                  f"{name_in_words(me.name)} with a connection whose client "
+                                  "was closed before it was accepted: hiber cannot dump it "
+                                  "(nor can CRIU)")
+        outside = [ino for ino in me.pending if ino not in self.sockets]
+        if outside:
+            # as CRIU: the listener is dumped; those clients find their
+            # connection gone once the dumped listener is
+            log.warning("%s: %d connection(s) waiting to be accepted come from sockets "
+                        "outside the tree (%s) and are not dumped", d.where, len(outside),
+                        ", ".join(f"socket:[{ino}]" for ino in outside))
 
     def _check_peer(self, d):
         me = d.diag
@@ -127,15 +143,12 @@ class DumpedUnix:
                                   " which is neither connected back to it nor bound to a name:"
                                   " hiber cannot connect them again")
 
-    def _tie_to_listener(self, d):
+    def _tie_to_listener(self, d, listener):
         """A stream or seqpacket socket connected to nothing: a connection
-        its listener has not accepted yet (the listener names it among its
-        pending ones), or one whose peer was closed (both directions shut
-        down then, unix_release_sock)."""
+        its ``listener`` has not accepted yet (it names it among its pending
+        ones), or one whose peer was closed (both directions shut down then,
+        unix_release_sock)."""
         me = d.diag
-        listener = next((other for other in self.sockets.values()
-                         if other.diag.state == TCP_LISTEN and me.ino in other.diag.pending),
-                        None)
         if listener is not None:
             if me.wqueue:
                 raise UnsupportedFile(f"{d.where} is a unix socket connected to "
@@ -233,12 +246,29 @@ def where_of(entry):
     return f"file #{entry.id} (unix socket:[{entry.usk.ino}])"
 
 
+class UnixImages:
+    """What a restore reads of unix sockets before making anything: their
+    queues (sk-queues.img) and their file entries by inode (peers name each
+    other by inode)."""
+
+    def __init__(self, images):
+        self.queues = read_queues(images)
+        self.by_ino = {f.usk.ino: f for f in images.read_optional("FILES")
+                       if f.HasField("usk")}
+
+    def packets(self, entry):
+        """(sk_packet_entry, bytes) of what ``entry`` has to read, in order."""
+        return self.queues.get(entry.id, [])
+
+
 def unix_entries(files):
     return [f for f in files.by_id.values() if f.HasField("usk")]
 
 
 def entry_by_ino(files, ino):
-    return next((f for f in unix_entries(files) if f.usk.ino == ino), None)
+    found = files.data(KIND).by_ino.get(ino)
+    # by id: the entry the other kinds and the stub see (the same message)
+    return files.by_id.get(found.id) if found is not None else None
 
 
 def is_external(entry):
@@ -276,7 +306,7 @@ def _check(files, entry, seen):
     check_options(usk.opts, where)
     if usk.peer:
         _check_peer(files, entry, seen)
-    packets = files.data(KIND).get(entry.id, [])
+    packets = files.data(KIND).packets(entry)
     check_packets(packets, where)
     from ..files.kinds import KINDS  # the table imports this module
     for packet, _ in packets:
@@ -333,4 +363,4 @@ def label(entry):
 
 KIND = Kind(name="unix socket", fd_type=FD_TYPES["UNIXSK"], entry_field="usk",
             match=is_unix_socket, dump=dump_fd, check=check, open=open_socket, label=label,
-            read_images=read_queues)
+            read_images=UnixImages)

@@ -58,7 +58,7 @@ class Maker:
     def __init__(self, stub):
         self.stub = stub
         self.files = stub.files
-        self.queued = stub.files.data(KIND)
+        self.unix_images = stub.files.data(KIND)
         self.entries = sorted(unix_entries(self.files), key=lambda f: f.id)
         self.ours = [e for e in self.entries if not is_external(e)]
         self.socks = {}      # file id -> socket object
@@ -161,15 +161,15 @@ class Maker:
             return
         sock = self.socks[entry.id]
         address = self.bound.address(peer)
-        with in_dir(self._dir_of(peer, address)):
-            sock.settimeout(CONNECT_TIMEOUT)  # a full backlog waits, never for ever
-            try:
+        sock.settimeout(CONNECT_TIMEOUT)  # a full backlog waits, never for ever
+        try:
+            with in_dir(self._dir_of(peer, address)):
                 sock.connect(address)
-            except OSError as e:
-                raise UnsupportedFile(f"{where_of(entry)}: cannot connect it to "
-                                      f"{self._peer_words(peer)}: {e.strerror or e}") from None
-            finally:
-                sock.settimeout(None)
+        except OSError as e:
+            raise UnsupportedFile(f"{where_of(entry)}: cannot connect it to "
+                                  f"{self._peer_words(peer)}: {e.strerror or e}") from None
+        finally:
+            sock.settimeout(None)
 
     def _dir_of(self, entry, address):
         """Where a relative ``address`` of ``entry`` is reached."""
@@ -212,7 +212,7 @@ class Maker:
         kind.install(self.stub, entry, fd, fd_ids)
 
     def _queue_from_peer(self, entry):
-        packets = self.queued.get(entry.id, [])
+        packets = self.unix_images.packets(entry)
         if not packets or (entry.usk.type == socket.SOCK_DGRAM and self.paired(entry) is None
                            and entry.id not in self.closers):
             return
@@ -230,7 +230,7 @@ class Maker:
         """Datagrams for a socket not connected to its one sender: each sent
         to its address, from the socket of the tree bound to the address it
         came from, else from a socket bound to nothing."""
-        packets = self.queued.get(entry.id, [])
+        packets = self.unix_images.packets(entry)
         if not packets:
             return
         where = where_of(entry)
@@ -240,7 +240,7 @@ class Maker:
                                   "they could be sent to it again through")
         nameless = None
         try:
-            with in_dir(self._dir_of(entry, address)):
+            with in_dir(self._dir_of(entry, address), where):
                 for packet, data in packets:
                     sender = self._named_sender(packet)
                     if sender is None:

@@ -100,15 +100,22 @@ def _directory_of(link, relative):
 # ---- restore ---------------------------------------------------------------------
 
 @contextlib.contextmanager
-def in_dir(name_dir):
+def in_dir(name_dir, where=None):
     """Work in ``name_dir`` for a while (a relative name is bound and
-    reached there); back where the stub was afterwards."""
+    reached there); back where the stub was afterwards. ``where`` names
+    the socket in the refusal of a directory that is no more."""
     if not name_dir:
         yield
         return
     back = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.chdir(name_dir)
+        try:
+            os.chdir(name_dir)
+        except OSError as e:
+            if where is None:
+                raise
+            raise UnsupportedFile(f"{where} was bound in {name_dir}, which cannot be entered "
+                                  f"now: {e.strerror}") from None
         yield
     finally:
         os.fchdir(back)
@@ -128,12 +135,12 @@ class BoundFiles:
         process, or a run before it) is removed: bind() would fail on it.
         Any other file stays, and the bind says so."""
         path = path_of(entry.usk.name)
-        with in_dir(entry.usk.name_dir):
-            try:
+        try:
+            with in_dir(entry.usk.name_dir):
                 if stat.S_ISSOCK(os.lstat(path).st_mode):
                     os.unlink(path)
-            except FileNotFoundError:
-                pass
+        except FileNotFoundError:
+            pass  # nothing there, or no directory: bind() tells which
 
     def bind(self, sock, entry, where):
         usk = entry.usk
@@ -159,10 +166,21 @@ class BoundFiles:
 
     @staticmethod
     def _give_perms(path, usk):
-        if usk.HasField("file_perms"):
-            perms = usk.file_perms
-            os.chown(path, perms.uid, perms.gid, follow_symlinks=False)
-            os.chmod(path, stat.S_IMODE(perms.mode))
+        """The mode and owner of the file just bound, through an fd of it:
+        what lies at the path is checked to be that socket file, not a link
+        put there since."""
+        if not usk.HasField("file_perms"):
+            return
+        perms = usk.file_perms
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                raise OSError(errno.EEXIST, "another file took its place")
+            # an O_PATH fd takes no fchmod: its /proc link reaches the inode
+            os.chown(f"/proc/self/fd/{fd}", perms.uid, perms.gid)
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(perms.mode))
+        finally:
+            os.close(fd)
 
     def _bind_deleted(self, sock, entry, path):
         """Bind at a name whose file was unlinked or replaced since: a file

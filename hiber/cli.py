@@ -272,9 +272,9 @@ def _refuse_unsupported_options(args):
     for flag, (_, why) in REFUSED.items():
         if getattr(args, flag.lstrip("-").replace("-", "_"), None):
             raise UsageError(f"{flag} is not supported: {why}")
-    if getattr(args, "ext_unix_sk", None):  # bare, it is one of the PERMISSIONS
-        raise UsageError("--ext-unix-sk with a socket id is not supported: hiber dumps unix "
-                         "sockets only with both ends in the tree")
+    if getattr(args, "ext_unix_sk", None):  # bare, it sets Options.ext_unix_sk
+        raise UsageError("--ext-unix-sk with a socket id is not supported: give it bare, "
+                         "for every named datagram peer outside the tree")
     if getattr(args, "restore_sibling", False):
         raise UsageError("--restore-sibling is not supported: hiber restores the tree as its "
                          "own child (or detached, with -d)")

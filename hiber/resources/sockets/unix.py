@@ -46,13 +46,13 @@ from ..files.common import O_CLOEXEC, UnsupportedFile
 from ..files.table import FD_TYPES, Kind
 from .common import family_of, is_socket, socket_of, type_in_words
 from .options import check_options, dump_options
-from .queues import QueuedMessages, check_packets, peek_queue, read_queues, rights_of
+from .queues import QueuedMessages, check_packets, peek_queue, rights_of
+from .unix_connect import USK_EXTERN, UnixImages, is_external, make_all, where_of
 from .unix_names import check_name, describe_file, is_path, name_in_words
 
 UNIX_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 UNIX_STATES = (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
 # unix_sk_entry.uflags (CRIU's sk-unix.c)
-USK_EXTERN, USK_SERVICE, USK_CALLBACK, USK_INHERIT = 0x1, 0x2, 0x4, 0x8
 BOTH_SHUTDOWN = RCV_SHUTDOWN | SEND_SHUTDOWN
 log = logging.getLogger(__name__)
 SHUTDOWN_WORDS = {RCV_SHUTDOWN: "shut down for reading", SEND_SHUTDOWN: "shut down for writing",
@@ -242,39 +242,6 @@ def dump_fd(table, fd):
 
 # ---- restore: the checks (unix_connect.py makes them) ------------------------------
 
-def where_of(entry):
-    return f"file #{entry.id} (unix socket:[{entry.usk.ino}])"
-
-
-class UnixImages:
-    """What a restore reads of unix sockets before making anything: their
-    queues (sk-queues.img) and their file entries by inode (peers name each
-    other by inode)."""
-
-    def __init__(self, images):
-        self.queues = read_queues(images)
-        self.by_ino = {f.usk.ino: f for f in images.read_optional("FILES")
-                       if f.HasField("usk")}
-
-    def packets(self, entry):
-        """(sk_packet_entry, bytes) of what ``entry`` has to read, in order."""
-        return self.queues.get(entry.id, [])
-
-
-def unix_entries(files):
-    return [f for f in files.by_id.values() if f.HasField("usk")]
-
-
-def entry_by_ino(files, ino):
-    found = files.data(KIND).by_ino.get(ino)
-    # by id: the entry the other kinds and the stub see (the same message)
-    return files.by_id.get(found.id) if found is not None else None
-
-
-def is_external(entry):
-    return bool(entry.usk.uflags & USK_EXTERN)
-
-
 def check(files, entry):
     """What could not be made again, refused in one line."""
     _check(files, entry, set())
@@ -308,19 +275,18 @@ def _check(files, entry, seen):
         _check_peer(files, entry, seen)
     packets = files.data(KIND).packets(entry)
     check_packets(packets, where)
-    from ..files.kinds import KINDS  # the table imports this module
     for packet, _ in packets:
         for file_id in rights_of(packet):
             passed = files.entry(file_id)
             if passed.HasField("usk"):
                 _check(files, passed, seen)
             else:
-                KINDS.of_entry(passed).check(files, passed)
+                files.check([file_id])  # by its own kind
 
 
 def _check_peer(files, entry, seen):
     usk, where = entry.usk, where_of(entry)
-    peer = entry_by_ino(files, usk.peer)
+    peer = files.data(KIND).entry(files, usk.peer)
     if peer is None:
         raise UnsupportedFile(f"{where}: the images have no socket:[{usk.peer}], its peer: "
                               "hiber cannot restore a connection with an end outside the "
@@ -340,8 +306,7 @@ def _check_peer(files, entry, seen):
 
 
 def open_socket(stub, entry):
-    from .unix_connect import make_all  # it builds on this module
-    made = stub.state(KIND, lambda: make_all(stub))
+    made = stub.state(KIND, lambda: make_all(stub, stub.files.data(KIND)))
     return made[entry.id]
 
 

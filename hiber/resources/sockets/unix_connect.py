@@ -29,23 +29,63 @@ A failure removes the socket files bound so far.
 import socket
 
 from ...kernel.sock_diag import TCP_ESTABLISHED, TCP_LISTEN
+from ..files import epoll
 from ..files.common import UnsupportedFile, high_dup, set_status_flags
 from .options import make_room, restore_options
-from .queues import refill, rights_of, send_message
-from .unix import KIND, entry_by_ino, is_external, unix_entries, where_of
+from .queues import read_queues, refill, rights_of, send_message
 from .unix_names import BoundFiles, in_dir, is_path, name_in_words, same_address
 
+# unix_sk_entry.uflags (CRIU's sk-unix.c): a peer outside the tree, CRIU's
+# own service socket, one a plugin dumped, one inherited (--inherit-fd)
+USK_EXTERN, USK_SERVICE, USK_CALLBACK, USK_INHERIT = 0x1, 0x2, 0x4, 0x8
 # shutdown(2)'s "how" for the sk_shutdown bits (READ = 1, WRITE = 2, BOTH = 3):
 # the bits less one
 SHUTDOWN_HOW = {1: socket.SHUT_RD, 2: socket.SHUT_WR, 3: socket.SHUT_RDWR}
 CONNECT_TIMEOUT = 10
 
 
-def make_all(stub):
+# ---- the entries, as a restore reads them (the checks in unix.py too) ----------------
+
+def where_of(entry):
+    return f"file #{entry.id} (unix socket:[{entry.usk.ino}])"
+
+
+class UnixImages:
+    """What a restore reads of unix sockets before making anything: their
+    queues (sk-queues.img) and their file entries by inode (peers name each
+    other by inode)."""
+
+    def __init__(self, images):
+        self.queues = read_queues(images)
+        self.ids_by_ino = {f.usk.ino: f.id for f in images.read_optional("FILES")
+                           if f.HasField("usk")}
+
+    def packets(self, entry):
+        """(sk_packet_entry, bytes) of what ``entry`` has to read, in order."""
+        return self.queues.get(entry.id, [])
+
+    def entry(self, files, ino):
+        """The file entry (of ``files``, the one the stub sees) of the
+        socket with inode ``ino``, or None."""
+        file_id = self.ids_by_ino.get(ino)
+        return files.by_id.get(file_id) if file_id is not None else None
+
+
+def unix_entries(files):
+    return [f for f in files.by_id.values() if f.HasField("usk")]
+
+
+def is_external(entry):
+    return bool(entry.usk.uflags & USK_EXTERN)
+
+
+# ---- making them ---------------------------------------------------------------------
+
+def make_all(stub, unix_images):
     """file id -> fd (at or above the stub's floor) of every unix socket of
-    the images; each is also one of the stub's temporaries, closed once the
-    fds of the tree are in place."""
-    maker = Maker(stub)
+    the images (``unix_images``: their UnixImages); each fd is also one of
+    the stub's temporaries, closed once the fds of the tree are in place."""
+    maker = Maker(stub, unix_images)
     try:
         maker.run()
     except BaseException:
@@ -55,10 +95,10 @@ def make_all(stub):
 
 
 class Maker:
-    def __init__(self, stub):
+    def __init__(self, stub, unix_images):
         self.stub = stub
         self.files = stub.files
-        self.unix_images = stub.files.data(KIND)
+        self.unix_images = unix_images
         self.entries = sorted(unix_entries(self.files), key=lambda f: f.id)
         self.ours = [e for e in self.entries if not is_external(e)]
         self.socks = {}      # file id -> socket object
@@ -71,7 +111,7 @@ class Maker:
     # ---- who is connected to whom --------------------------------------------
 
     def peer(self, entry):
-        return entry_by_ino(self.files, entry.usk.peer) if entry.usk.peer else None
+        return self.unix_images.entry(self.files, entry.usk.peer) if entry.usk.peer else None
 
     def paired(self, entry):
         """The other socket of a pair (each the other's peer), or None."""
@@ -201,15 +241,12 @@ class Maker:
         process: it is completed here, with the files of its watches open
         in the stub (install puts each at its number for the time it
         takes). One a process holds too finds its watches made (EEXIST)."""
-        from ..files.kinds import KINDS  # the table imports this module's kind
         entry = self.files.entry(file_id)
-        kind = KINDS.of_entry(entry)
-        if kind.install is None or file_id in self.installed:
-            return
+        if not entry.HasField("epfd") or file_id in self.installed:
+            return  # an epoll is the one kind with such a step
         self.installed.add(file_id)
-        targets = [w.id for w in entry.epfd.tfd] if entry.HasField("epfd") else []
-        fd_ids = {self._fd_of(target): target for target in targets}
-        kind.install(self.stub, entry, fd, fd_ids)
+        fd_ids = {self._fd_of(w.id): w.id for w in entry.epfd.tfd}
+        epoll.install(self.stub, entry, fd, fd_ids)
 
     def _queue_from_peer(self, entry):
         packets = self.unix_images.packets(entry)

@@ -262,3 +262,19 @@ def test_a_connection_waiting_on_a_listener_outside_is_refused(tmp_path):
             assert t.alive()
         finally:
             t.stop()
+
+
+def test_a_name_a_living_socket_holds_now_is_refused(start_target, tmp_path):
+    """Another socket bound at the listener's path since the dump keeps it:
+    the restore is refused, naming it, rather than stealing its name."""
+    work = tmp_path / "work"
+    work.mkdir()
+    t = start_target("unixnamed", work)
+    images = tmp_path / "images"
+    dump_and_kill(t, images)
+    os.unlink(work / "listen.sock")
+    with socket.socket(socket.AF_UNIX) as squatter:
+        squatter.bind(str(work / "listen.sock"))
+        restore_refused(images, "listen.sock", "a living socket is bound now")
+        assert (work / "listen.sock").exists()
+        assert not os.path.exists(f"/proc/{t.pid}")

@@ -135,7 +135,7 @@ class Maker:
     def run(self):
         for e in self.ours:
             if self._binds(e) and is_path(e.usk.name) and not e.usk.deleted:
-                self.bound.remove_stale(e)
+                self.bound.remove_stale(e, where_of(e))
         for e in self.ours:
             self._make(e)
         for e in sorted(self.ours, key=lambda e: bool(e.usk.deleted)):

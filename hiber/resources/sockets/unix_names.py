@@ -26,6 +26,7 @@ import fcntl
 import os
 import stat
 
+from ...kernel import sock_diag
 from ..files.common import UnsupportedFile
 
 SIOCUNIXFILE = 0x89E0   # SIOCPROTOPRIVATE + 0 (include/uapi/linux/un.h)
@@ -129,16 +130,28 @@ class BoundFiles:
     def __init__(self):
         self.ghosts = {}    # file id -> O_PATH fd of a bound file deleted since
         self.made = []      # absolute paths of socket files bound here
+        self._living = None  # (inode, s_dev) of the files living sockets are bound to
 
-    def remove_stale(self, entry):
+    def remove_stale(self, entry, where):
         """A socket file left at the name ``entry`` binds (by the dumped
         process, or a run before it) is removed: bind() would fail on it.
-        Any other file stays, and the bind says so."""
+        Any other file stays, and the bind says so; so does the file of a
+        socket bound there now, which is refused."""
         path = path_of(entry.usk.name)
         try:
             with in_dir(entry.usk.name_dir):
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
+                info = os.lstat(path)
+                if not stat.S_ISSOCK(info.st_mode):
+                    return
+                if self._living is None:
+                    self._living = sock_diag.unix_bound_files()
+                s_dev = os.major(info.st_dev) << 20 | os.minor(info.st_dev)
+                if (info.st_ino, s_dev) in self._living:
+                    raise UnsupportedFile(f"{where} is to be bound to "
+                                          f"{name_in_words(entry.usk.name)}, where a living "
+                                          "socket is bound now: stop the process that holds "
+                                          "it, or remove the file, and restore again")
+                os.unlink(path)
         except FileNotFoundError:
             pass  # nothing there, or no directory: bind() tells which
 

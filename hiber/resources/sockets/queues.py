@@ -232,7 +232,12 @@ def refill(sender, packets, where, fds_of=None):
     ``sender`` to read: sent in order, each datagram whole; ``fds_of(file
     ids) -> fds`` gives the descriptors a message carries."""
     for packet, data in packets:
-        fds = fds_of(rights_of(packet)) if fds_of and len(packet.scm) else ()
+        fds = ()
+        if len(packet.scm):
+            if fds_of is None:
+                raise UnsupportedFile(f"{where} has file descriptors (SCM_RIGHTS) queued in it, "
+                                      "and nothing to send them with")
+            fds = fds_of(rights_of(packet))
         send_message(sender, packet, data, where, fds)
 
 

@@ -23,9 +23,12 @@ the root stub, in the order their names and connections need.
 
 What comes back otherwise, as with CRIU: the credentials of a connection
 (SO_PEERCRED) are those of the root stub that made it again, and so are
-those a reader with SO_PASSCRED gets with each message queued back; an
-accepted socket, or a connected stream client, is not bound again to the
-name it reports (an accepted socket shares its listener's).
+those a reader with SO_PASSCRED gets with each message queued back (CRIU
+refuses such a queue); an accepted socket, or a connected stream client, is
+not bound again to the name it reports (an accepted socket shares its
+listener's). A queued datagram keeps its sender's address when the sender
+is a socket of the tree (CRIU keeps none); one from outside the tree comes
+back from a socket bound to nothing.
 
 Refused, in one line naming the socket: a peer outside the tree (but a
 named datagram one with --ext-unix-sk), a connection waiting to be accepted

@@ -57,6 +57,12 @@ def test_named_sockets_come_back(start_target, tmp_path, crit):
     for name in ("files.img", "sk-queues.img"):
         out = subprocess.run([crit, "decode", "-i", str(images / name)], capture_output=True)
         assert out.returncode == 0, f"crit cannot decode {name}: {out.stderr.decode()}"
+        # hiber's JSON of it (senders, names with NULs) encodes back byte for byte
+        decoded = tmp_path / f"{name}.json"
+        decoded.write_bytes(run_hiber("decode", "--pretty", "-i", images / name,
+                                      check=True).stdout)
+        run_hiber("encode", "-i", decoded, "-o", tmp_path / name, check=True)
+        assert (tmp_path / name).read_bytes() == (images / name).read_bytes(), name
     shown = run_hiber("show", images).stdout.decode()
     assert "listening on " + str(work / "listen.sock") in shown, shown
     # the dumped process is gone: its socket files stay, as after any crash

@@ -4,7 +4,9 @@ with a connection waiting, datagram senders, peers closed with data queued,
 descriptors passed in queues, a peer outside the tree with --ext-unix-sk;
 and what stays refused, in one line, the tree left running."""
 
+import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -13,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Target, dump, dump_and_kill, restore, restore_refused, run_hiber
+from conftest import REPO, Target, dump, dump_and_kill, restore, restore_refused, run_hiber
 from hiber.images.imagedir import ImageDir
 
 pytestmark = pytest.mark.timeout(180)
@@ -284,3 +286,64 @@ def test_a_name_a_living_socket_holds_now_is_refused(start_target, tmp_path):
         restore_refused(images, "listen.sock", "a living socket is bound now")
         assert (work / "listen.sock").exists()
         assert not os.path.exists(f"/proc/{t.pid}")
+
+
+# ---- the same images as CRIU's ------------------------------------------------------
+
+GOLDEN_UNIX = REPO / "tests" / "data" / "golden" / "criu-4.2"
+
+
+def _described_as_criu(entries, packets):
+    """What a dump says of each unix socket and queued message, without the
+    numbers that differ from run to run (inodes, file ids): each peer is
+    named by what it is."""
+    by_ino = {e["ino"]: e for e in entries}
+
+    def what(e):
+        return (e["type"], e["state"], e["name"], e.get("shutdown", "NONE"),
+                e.get("deleted", False), e.get("name_dir", ""), e["uflags"],
+                oct(e["file_perms"]["mode"]) if "file_perms" in e else "")
+
+    described = sorted(what(e) + (what(by_ino[e["peer"]]) if e["peer"] else (),)
+                       for e in entries)
+    by_id = {e["id"]: e for e in entries}
+    queued = sorted((what(by_id[p["id_for"]]), p["length"], len(p.get("scm", [])))
+                    for p in packets if p["id_for"] in by_id)
+    return described, queued
+
+
+def _golden_json(name):
+    return json.loads((GOLDEN_UNIX / "unix" / "decoded" / f"{name}.json").read_text())
+
+
+def test_hiber_writes_the_unix_sockets_criu_wrote(tmp_path):
+    """The program CRIU 4.2 dumped for the golden images, dumped by hiber:
+    the same sockets, peers, names and queues (tests/data/golden)."""
+    os.makedirs("/tmp/golden", exist_ok=True)
+    binary = tmp_path / "unix"
+    subprocess.run(["gcc", "-O1", "-o", binary, GOLDEN_UNIX / "unix.c"], check=True,
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    parent = Target(binary, [], tmp_path)
+    child = None
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in parent.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(parent.output().split()[1])
+        images = tmp_path / "images"
+        result = run_hiber("dump", "-t", child, "-D", images, "-R", "--ext-unix-sk")
+        assert result.returncode == 0, result.stderr.decode()
+        ours = {}
+        for name in ("files.img", "sk-queues.img"):
+            ours[name] = json.loads(run_hiber("decode", "--pretty", "-i", images / name,
+                                              check=True).stdout)
+        theirs = {name: _golden_json(name) for name in ("files.img", "sk-queues.img")}
+        described = [_described_as_criu([e["usk"] for e in d["files.img"]["entries"]
+                                          if e["type"] == "UNIXSK"],
+                                         d["sk-queues.img"]["entries"])
+                     for d in (ours, theirs)]
+        assert described[0] == described[1]
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        parent.stop()

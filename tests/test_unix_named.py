@@ -347,3 +347,39 @@ def test_hiber_writes_the_unix_sockets_criu_wrote(tmp_path):
         if child:
             os.kill(child, signal.SIGKILL)
         parent.stop()
+
+
+MANY_FROM_ITS_PEER = """
+import os, signal, socket, sys
+os.chdir(sys.argv[1])
+peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); peer.bind("p.sock")
+reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); reader.bind("r.sock")
+reader.connect("p.sock")
+for i in range(40):  # more than net.unix.max_dgram_qlen: it takes them from its peer
+    peer.sendto(b"m%d" % i, "r.sock")
+signal.signal(signal.SIGUSR1, lambda *_: None)
+print("READY", flush=True)
+signal.pause()
+reader.setblocking(False)
+got = []
+try:
+    while True:
+        got.append(reader.recvfrom(100))
+except BlockingIOError:
+    pass
+ok = [d for d, _ in got] == [b"m%d" % i for i in range(40)] and \\
+    all(a == "p.sock" for _, a in got)
+print("PASS" if ok else f"FAIL {got[:3]} ({len(got)})", flush=True)
+"""
+
+
+def test_datagrams_from_its_peer_beyond_the_queue_limit(tmp_path):
+    t = Target(sys.executable, ["-c", MANY_FROM_ITS_PEER, tmp_path], tmp_path)
+    try:
+        t.wait_ready()
+        dump_and_kill(t, tmp_path / "images")
+        restore(tmp_path / "images")
+        os.kill(t.pid, signal.SIGUSR1)
+        assert t.wait(10) == 0 and "PASS" in t.output(), t.output()
+    finally:
+        t.stop()

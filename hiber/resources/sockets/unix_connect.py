@@ -15,7 +15,8 @@ the same steps across processes with its file engine's stages):
   5. datagrams are queued back for a datagram socket, each from the socket
      bound to the address it came from (or from a socket bound to nothing),
      before that socket connects anywhere: a datagram socket connected to
-     one peer takes datagrams from that peer only (unix_may_send);
+     one peer takes datagrams from that peer only (unix_may_send); but when
+     all came from that peer, after it connects (then it takes any number);
   6. sockets connect to their peers: a datagram socket to the one it sends
      to, a connection not accepted yet to its listener, where it waits to
      be accepted again; a deleted peer through its kept file;
@@ -144,12 +145,15 @@ class Maker:
         for e in self.ours:
             if e.usk.state == TCP_LISTEN:
                 self.socks[e.id].listen(e.usk.backlog)
+        late = [e for e in self.ours if self._sent_by_its_peer(e)]
         for e in self.ours:
             if e.usk.type == socket.SOCK_DGRAM and self.paired(e) is None \
-                    and e.id not in self.closers:
+                    and e.id not in self.closers and e not in late:
                 self._queue_datagrams(e)
         for e in self.ours:
             self._connect(e)
+        for e in late:
+            self._queue_datagrams(e)
         for e in self.ours:
             self._queue_from_peer(e)
         for closer in self.closers.values():
@@ -290,6 +294,18 @@ class Maker:
         finally:
             if nameless is not None:
                 nameless.close()
+
+    def _sent_by_its_peer(self, entry):
+        """Whether every datagram ``entry`` has queued came from the socket
+        it is connected to (one way): those are queued back once it is
+        connected again, as the kernel then takes any number of them
+        (unix_dgram_sendmsg counts max_dgram_qlen against others only)."""
+        peer = self.peer(entry)
+        packets = self.unix_images.packets(entry)
+        return entry.usk.type == socket.SOCK_DGRAM and peer is not None and packets and \
+            not is_external(peer) and self.paired(entry) is None and \
+            all(p.HasField("sender") and same_address(p.sender, peer.usk.name)
+                for p, _ in packets)
 
     def _named_sender(self, packet):
         if not packet.HasField("sender") or not packet.sender:

@@ -383,3 +383,18 @@ def test_datagrams_from_its_peer_beyond_the_queue_limit(tmp_path):
         assert t.wait(10) == 0 and "PASS" in t.output(), t.output()
     finally:
         t.stop()
+
+
+def test_an_abstract_name_taken_since_is_refused(tmp_path):
+    name = f"\0hiber-taken-{os.getpid()}"
+    t = python_target(tmp_path, f"s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+                                f"s.bind({name!r})")
+    try:
+        dump_and_kill(t, tmp_path / "images")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as taker:
+            taker.bind(name)
+            restore_refused(tmp_path / "images", "cannot bind it to @hiber-taken",
+                            "Address already in use")
+        assert not os.path.exists(f"/proc/{t.pid}")
+    finally:
+        t.stop()

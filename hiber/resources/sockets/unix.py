@@ -55,11 +55,12 @@ from .unix_names import check_name, describe_file, is_path, name_in_words
 
 UNIX_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 UNIX_STATES = (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
-# unix_sk_entry.uflags (CRIU's sk-unix.c)
 BOTH_SHUTDOWN = RCV_SHUTDOWN | SEND_SHUTDOWN
-log = logging.getLogger(__name__)
 SHUTDOWN_WORDS = {RCV_SHUTDOWN: "shut down for reading", SEND_SHUTDOWN: "shut down for writing",
                   BOTH_SHUTDOWN: "shut down"}
+
+
+log = logging.getLogger(__name__)
 
 
 def is_unix_socket(fd):

@@ -157,22 +157,22 @@ class BoundFiles:
 
     def bind(self, sock, entry, where):
         usk = entry.usk
-        if not is_path(usk.name):
-            sock.bind(usk.name)
-            return
-        path = path_of(usk.name)
-        with in_dir(usk.name_dir):
-            try:
+        try:
+            if not is_path(usk.name):
+                sock.bind(usk.name)
+                return
+            path = path_of(usk.name)
+            with in_dir(usk.name_dir, where):
                 if usk.deleted:
                     self._bind_deleted(sock, entry, path)
                 else:
                     sock.bind(path)
                     self._made(path)
                     self._give_perms(path, usk)
-            except OSError as e:
-                raise UnsupportedFile(f"{where}: cannot bind it to {name_in_words(usk.name)}"
-                                      f"{' (in ' + usk.name_dir + ')' if usk.name_dir else ''}"
-                                      f": {e.strerror}") from None
+        except OSError as e:
+            raise UnsupportedFile(f"{where}: cannot bind it to {name_in_words(usk.name)}"
+                                  f"{' (in ' + usk.name_dir + ')' if usk.name_dir else ''}"
+                                  f": {e.strerror}") from None
 
     def _made(self, path):
         self.made.append(os.path.join(os.getcwd().encode(), path))

@@ -284,9 +284,9 @@ def _refuse_unsupported_options(args):
     for flag, (_, why) in REFUSED.items():
         if getattr(args, flag.lstrip("-").replace("-", "_"), None):
             raise UsageError(f"{flag} is not supported: {why}")
-    if getattr(args, "ext_unix_sk", None):  # bare, it is one of the PERMISSIONS
-        raise UsageError("--ext-unix-sk with a socket id is not supported: hiber dumps unix "
-                         "sockets only with both ends in the tree")
+    if getattr(args, "ext_unix_sk", None):  # bare, it sets Options.ext_unix_sk
+        raise UsageError("--ext-unix-sk with a socket id is not supported: give it bare, "
+                         "for every named datagram peer outside the tree")
     if getattr(args, "restore_sibling", False):
         raise UsageError("--restore-sibling is not supported: hiber restores the tree as its "
                          "own child (or detached, with -d)")
@@ -316,6 +316,7 @@ def options_from(args):
         prev_images_dir=getattr(args, "prev_images_dir", None),
         pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
+        ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
         fault=os.environ.get("HIBER_FAULT"))
 
 

@@ -100,7 +100,7 @@ def dump(pid, images_dir, *, options=None, **given):
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
     ids = task.IdAllocator()
     file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
-                                 ids.root_ids.net_ns_id)
+                                 ids.root_ids.net_ns_id, options=options)
     seccomp = SeccompFilters()
     previous = dirty.Previous()
     try:

@@ -62,6 +62,10 @@ class Options:
     lazy_pages: bool = False
     # a dump serving lazy pages writes a zero byte here once it listens
     status_fd: int | None = None
+    # dump: a unix datagram socket connected to a named one outside the tree
+    # is dumped, and restore connects it to that name again (criu
+    # --ext-unix-sk, bare)
+    ext_unix_sk: bool = False
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

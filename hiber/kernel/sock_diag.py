@@ -128,3 +128,37 @@ def unix_diag_works():
     finally:
         ours.close()
         theirs.close()
+
+
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH: every socket, in parts
+
+
+def unix_bound_files():
+    """(inode, device) of the file of every unix socket bound to a path in
+    hiber's network namespace, the device as the kernel keeps it (s_dev:
+    major << 20 | minor, not stat()'s encoding)."""
+    request = UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, ALL_STATES, 0, UDIAG_SHOW_VFS,
+                                 NO_COOKIE)
+    found = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       NETLINK_SOCK_DIAG) as nl:
+        nl.sendto(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
+                                    NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request, (0, 0))
+        while True:
+            reply = nl.recv(1 << 16)
+            offset = 0
+            while offset + NLMSG_HEADER.size <= len(reply):
+                length, kind, _, _, _ = NLMSG_HEADER.unpack_from(reply, offset)
+                payload = reply[offset + NLMSG_HEADER.size:offset + length]
+                if kind == NLMSG_DONE:
+                    return found
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    raise OSError(code, f"sock_diag of every unix socket: {os.strerror(code)}")
+                if kind == SOCK_DIAG_BY_FAMILY:
+                    attrs = _attributes(payload[UNIX_DIAG_MSG.size:])
+                    if UNIX_DIAG_VFS in attrs:
+                        found.add(struct.unpack("=II", attrs[UNIX_DIAG_VFS]))
+                if length < NLMSG_HEADER.size:
+                    return found
+                offset += (length + 3) & ~3

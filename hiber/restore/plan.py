@@ -51,7 +51,7 @@ class Plan:
         checks.check_inventory(images, options)
         self.root_ids = images.inventory().root_ids
         self.process_ids = []  # (pid, task_kobj_ids_entry) of each live process
-        self.files = files.FileImages(images)
+        self.files = files.FileImages(images, options)
         self.memfd_inodes = images.read_optional("MEMFD_INODE")
         tree = images.read("PSTREE")
         self.files.tree_pids = frozenset(t for e in tree for t in [e.pid, *e.threads])

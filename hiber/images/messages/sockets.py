@@ -73,4 +73,8 @@ S.message("scm_entry",
 S.message("sk_packet_entry",
           required(1, "id_for", "uint32"),
           required(2, "length", "uint32"),
-          repeated(4, "scm", "scm_entry"))
+          repeated(4, "scm", "scm_entry"),
+          # hiber's own: the address a datagram came from, as recvfrom()
+          # gives it to the reader (CRIU reserves 3, "addr", and keeps none):
+          # absent for a nameless sender
+          optional(HIBER_FIELDS, "sender", "bytes", conv="unix_name"))

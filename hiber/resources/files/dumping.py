@@ -4,6 +4,7 @@ and the images the kinds keep beside (written by their own state)."""
 from ...images.messages import classes
 from ...kernel import proc
 from ...kernel.sys import KCMP_FILE, kcmp
+from ...options import Options
 from . import memfd, regular
 from .common import O_CLOEXEC
 from .kinds import KINDS
@@ -20,8 +21,9 @@ class FileTable(KindStates):
     ``finish()`` method checks what needs the whole tree.
     """
 
-    def __init__(self, shell_job=False, tree_tids=frozenset(), net_ns_id=0):
+    def __init__(self, shell_job=False, tree_tids=frozenset(), net_ns_id=0, options=None):
         super().__init__()
+        self.options = options or Options()  # what the kinds may dump (--ext-unix-sk ...)
         self.shell_job = shell_job  # terminals are dumped only for a shell job
         self.tree_tids = tree_tids  # every TID of the tree being dumped
         self.net_ns_id = net_ns_id  # the id of the tree's network namespace (ids-PID.img)

@@ -11,6 +11,7 @@ then each process puts its fds at their numbers.
 import os
 
 from ...errors import RestoreError
+from ...options import Options
 from .common import UnsupportedFile
 from . import owners
 from .kinds import KINDS
@@ -20,8 +21,9 @@ from .table import KindStates
 class FileImages:
     """files.img by id, and what each kind reads of its own images."""
 
-    def __init__(self, images):
+    def __init__(self, images, options=None):
         self.by_id = {f.id: f for f in images.read_optional("FILES")}
+        self.options = options or Options()  # what the kinds may restore (--ext-unix-sk ...)
         self.tree_pids = frozenset()    # the PIDs the restore makes (from pstree.img)
         self._data = {kind.name: kind.read_images(images) for kind in KINDS.kinds
                       if kind.read_images is not None}

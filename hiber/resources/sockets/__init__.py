@@ -1,7 +1,9 @@
 """Sockets: each family one kind of the open-file table
 (resources/files/kinds.py), with the pieces the families share.
 
-    unix.py            unix sockets: the two ends of socketpair()s
+    unix.py            unix sockets: the kind, its dump and its checks
+    unix_names.py      the names unix sockets are bound to, their files on disk
+    unix_connect.py    making the unix sockets again, in the order they need
     netlink.py         netlink sockets: port id, groups, connection, options
     packet.py          packet sockets: binding, SOL_PACKET options, rings' sizes
     other_families.py  the families hiber cannot dump yet, refused by name

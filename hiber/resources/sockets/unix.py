@@ -1,52 +1,66 @@
-"""Unix sockets made by socketpair(): both ends held by processes of the
-tree, stream, datagram or seqpacket, with the data queued in each end, how
-each end was shut down, and their options.
+"""Unix sockets: stream, datagram and seqpacket; pairs, sockets bound to a
+path or an abstract name or to nothing, listening (with the connections
+waiting to be accepted), connected, unconnected, shut down; the data queued
+in each, with the descriptors passed in it (SCM_RIGHTS).
 
 Dump: sock_diag (kernel/sock_diag.py) names a socket's type, state, bound
-name, peer and shutdown; each end becomes a UNIXSK file entry (CRIU's
-unix_sk_entry: ino, peer's ino, type, state, open flags, owner, options,
-shutdown) and what it has to read goes to sk-queues.img, keyed by its file
-id (queues.py). A pair's two ends are two open files: two entries, each
-naming the other's inode. Once every process is collected, each end's peer
-must have been dumped too (a peer no process of the tree holds could not
-be made again).
+name, peer, pending connections and shutdown; each socket becomes a UNIXSK
+file entry (CRIU's unix_sk_entry: ino, peer's ino, type, state, open flags,
+owner, options, name, shutdown, and for a path its file's mode and owner,
+whether it was deleted since, the directory of a relative name:
+unix_names.py), and what it has to read goes to sk-queues.img, keyed by its
+file id (queues.py); the files passed in its queue are dumped as files of
+the tree. Once every process is collected, the peers are checked: each must
+be a socket of the tree, reachable again (connected back, or bound to a
+name); a connection not accepted yet is tied to its listener (its peer
+becomes the listener, as in CRIU's images); a datagram socket connected to
+a named datagram socket outside the tree is kept, with --ext-unix-sk, as an
+entry of that socket flagged external (USK_EXTERN), which the restore
+connects to by name.
 
-Restore: in the root stub, the first end asked for makes the pair with
-socketpair(); the other end waits, at a temporary number, for its own
-file entry. Before either is handed out, each end gets back what it had to
-read (sent from the other end, in order, messages whole), then its
-options, its shutdown (after the data: a socket shut down for writing
-sends nothing more) and its open flags.
+Restore (unix_connect.py) makes every unix socket of the tree at once, in
+the root stub, in the order their names and connections need.
 
-What comes back otherwise, as with CRIU: the credentials of the pair
+What comes back otherwise, as with CRIU: the credentials of a connection
 (SO_PEERCRED) are those of the root stub that made it again, and so are
-those a reader with SO_PASSCRED gets with each message queued back.
+those a reader with SO_PASSCRED gets with each message queued back (CRIU
+refuses such a queue); an accepted socket, or a connected stream client, is
+not bound again to the name it reports (an accepted socket shares its
+listener's). A queued datagram keeps its sender's address when the sender
+is a socket of the tree (CRIU keeps none); one from outside the tree comes
+back from a socket bound to nothing.
 
-Refused, in one line naming the socket: a unix socket bound to a name
-(listening or not) or connected to one, one not connected, one whose peer
-was closed or is held by no process of the tree, data with descriptors
-(SCM_RIGHTS) or out-of-band data queued, a socket filter.
+Refused, in one line naming the socket: a peer outside the tree (but a
+named datagram one with --ext-unix-sk), a connection waiting to be accepted
+that has sent data already, or whose client was closed, out-of-band data
+queued, a socket filter, a passed file hiber cannot dump.
 """
 
+import logging
+import os
 import socket
+from dataclasses import dataclass
 
 from ...images.messages import classes
-from ...kernel import sock_diag
-from ...kernel.sock_diag import RCV_SHUTDOWN, SEND_SHUTDOWN, TCP_ESTABLISHED, TCP_LISTEN
-from ..files.common import O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
+from ...kernel import proc, sock_diag
+from ...kernel.sock_diag import RCV_SHUTDOWN, SEND_SHUTDOWN, TCP_CLOSE, TCP_ESTABLISHED, \
+    TCP_LISTEN
+from ..files.common import O_CLOEXEC, UnsupportedFile
 from ..files.table import FD_TYPES, Kind
 from .common import family_of, is_socket, socket_of, type_in_words
-from .options import check_options, dump_options, make_room, restore_options
-from .queues import QueuedMessages, peek_queue, read_queues, refill
+from .options import check_options, dump_options
+from .queues import QueuedMessages, check_packets, peek_queue, rights_of
+from .unix_connect import USK_EXTERN, UnixImages, is_external, make_all, where_of
+from .unix_names import check_name, describe_file, is_path, name_in_words
 
-PAIR_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
-# shutdown(2)'s "how" for the sk_shutdown bits of an end (SHUT_RD = 0,
-# SHUT_WR = 1, SHUT_RDWR = 2: the bits less one); sk_shutdown READ = 1,
-# WRITE = 2, BOTH = 3 are the kernel's RCV_SHUTDOWN/SEND_SHUTDOWN bits
-SHUTDOWN_HOW = {RCV_SHUTDOWN: socket.SHUT_RD, SEND_SHUTDOWN: socket.SHUT_WR,
-                RCV_SHUTDOWN | SEND_SHUTDOWN: socket.SHUT_RDWR}
+UNIX_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
+UNIX_STATES = (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
+BOTH_SHUTDOWN = RCV_SHUTDOWN | SEND_SHUTDOWN
 SHUTDOWN_WORDS = {RCV_SHUTDOWN: "shut down for reading", SEND_SHUTDOWN: "shut down for writing",
-                  RCV_SHUTDOWN | SEND_SHUTDOWN: "shut down"}
+                  BOTH_SHUTDOWN: "shut down"}
+
+
+log = logging.getLogger(__name__)
 
 
 def is_unix_socket(fd):
@@ -55,65 +69,129 @@ def is_unix_socket(fd):
 
 # ---- dump ------------------------------------------------------------------------
 
-def _name_in_words(name):
-    name = name.rstrip(b"\0") if name[:1] != b"\0" else name
-    shown = name.decode(errors="backslashreplace")
-    return "@" + shown[1:] if shown.startswith("\0") else shown
+@dataclass
+class Dumped:
+    file_id: int
+    diag: sock_diag.UnixSocket
+    where: str
 
 
-def _refuse_unless_pair_end(me, where):
-    """Refuse, in words, a unix socket that is not one end of a pair."""
-    if me.name:
-        what = "listening on" if me.state == TCP_LISTEN else "bound to"
-        raise UnsupportedFile(f"{where} is a unix socket {what} {_name_in_words(me.name)}: "
-                              "hiber cannot dump named unix sockets yet")
-    if me.state == TCP_LISTEN:
-        raise UnsupportedFile(f"{where} is a listening unix socket: hiber cannot dump "
-                              "listening unix sockets yet")
-    if me.type not in PAIR_TYPES:
-        raise UnsupportedFile(f"{where} is a unix socket of {type_in_words(me.type)}: hiber "
-                              "dumps stream, datagram and seqpacket ones only")
-    if not me.peer:
-        if me.state == TCP_ESTABLISHED:
-            raise UnsupportedFile(f"{where} is a unix socket whose peer was closed: hiber "
-                                  "cannot dump such sockets yet")
-        raise UnsupportedFile(f"{where} is a unix socket connected to nothing: hiber dumps "
-                              "the ends of socket pairs only, for now")
+class DumpedUnix:
+    """The dump's unix sockets, checked together once every process is
+    collected; their queues, written to sk-queues.img."""
 
-
-def _check_peer(me, peer, where):
-    if peer is None or peer.peer != me.ino:
-        raise UnsupportedFile(f"{where} is a unix socket connected to socket:[{me.peer}], "
-                              "which is not connected back to it: hiber dumps the ends of "
-                              "socket pairs only, for now")
-    if peer.name:
-        raise UnsupportedFile(f"{where} is a unix socket connected to one bound to "
-                              f"{_name_in_words(peer.name)}: hiber cannot dump named unix "
-                              "sockets yet")
-    # a stream or seqpacket end shut down for writing leaves its peer shut
-    # down for reading and the other way round (unix_shutdown): a restore
-    # brings back pairs that agree
-    mirrored = ((peer.shutdown & RCV_SHUTDOWN) and SEND_SHUTDOWN) | \
-        ((peer.shutdown & SEND_SHUTDOWN) and RCV_SHUTDOWN)
-    if me.type != socket.SOCK_DGRAM and me.shutdown != mirrored:
-        raise UnsupportedFile(f"{where} is a unix socket shut down otherwise than its peer "
-                              f"socket:[{peer.ino}] says: hiber cannot restore such a pair")
-
-
-class DumpedPairs:
-    """The dump's unix sockets: each end's peer, checked once every process
-    is collected; the queued data, written to sk-queues.img."""
-
-    def __init__(self):
-        self.ends = {}        # inode -> (peer inode, where it was found)
+    def __init__(self, table):
+        self.table = table
+        self.sockets = {}     # inode -> Dumped
         self.queues = QueuedMessages()
+        # hiber's copies of the descriptors passed in queues: open until the
+        # dump ends, so that kcmp keeps telling them apart (FileTable)
+        self.passed_fds = []
+        self.externs = {}     # inode of a peer outside the tree -> its file id
+
+    def entry(self, dumped):
+        return self.table.entries[dumped.file_id - 1].usk
+
+    def dump_passed(self, where):
+        def dump(fds):
+            ids = []
+            for n in fds:
+                self.passed_fds.append(n)
+                try:
+                    file_id, _ = self.table.describe_fd(os.getpid(), n,
+                                                        proc.fdinfo(os.getpid(), n))
+                except UnsupportedFile as e:
+                    raise UnsupportedFile(f"{where} has a file queued in it (SCM_RIGHTS) that "
+                                          f"hiber cannot dump: {e}") from None
+                ids.append(file_id)
+            return ids
+        return dump
 
     def finish(self):
-        for ino, (peer, where) in self.ends.items():
-            if peer not in self.ends:
-                raise UnsupportedFile(f"{where} is a unix socket whose peer socket:[{peer}] "
-                                      "no process of the tree holds: hiber cannot dump a "
-                                      "pair with an end outside the tree")
+        for n in self.passed_fds:
+            os.close(n)
+        self.passed_fds.clear()
+        listeners = {ino: d for d in self.sockets.values() if d.diag.state == TCP_LISTEN
+                     for ino in d.diag.pending}
+        for d in list(self.sockets.values()):
+            me = d.diag
+            if me.peer:
+                self._check_peer(d)
+            elif me.state == TCP_ESTABLISHED and me.type != socket.SOCK_DGRAM:
+                self._tie_to_listener(d, listeners.get(me.ino))
+            elif me.state == TCP_LISTEN:
+                self._check_pending(d)
+
+    def _check_pending(self, d):
+        me = d.diag
+        if 0 in me.pending:
+            raise UnsupportedFile(f"{d.where} is a unix socket listening on "
+                                  f"{name_in_words(me.name)} with a connection whose client "
+                                  "was closed before it was accepted: hiber cannot dump it "
+                                  "(nor can CRIU)")
+        outside = [ino for ino in me.pending if ino not in self.sockets]
+        if outside:
+            # as CRIU: the listener is dumped; those clients find their
+            # connection gone once the dumped listener is
+            log.warning("%s: %d connection(s) waiting to be accepted come from sockets "
+                        "outside the tree (%s) and are not dumped", d.where, len(outside),
+                        ", ".join(f"socket:[{ino}]" for ino in outside))
+
+    def _check_peer(self, d):
+        me = d.diag
+        peer = self.sockets.get(me.peer)
+        if peer is None:
+            self._external_peer(d)
+        elif peer.diag.peer != me.ino and not peer.diag.name:
+            raise UnsupportedFile(f"{d.where} is a unix socket connected to socket:[{me.peer}],"
+                                  " which is neither connected back to it nor bound to a name:"
+                                  " hiber cannot connect them again")
+
+    def _tie_to_listener(self, d, listener):
+        """A stream or seqpacket socket connected to nothing: a connection
+        its ``listener`` has not accepted yet (it names it among its pending
+        ones), or one whose peer was closed (both directions shut down then,
+        unix_release_sock)."""
+        me = d.diag
+        if listener is not None:
+            if me.wqueue:
+                raise UnsupportedFile(f"{d.where} is a unix socket connected to "
+                                      f"{name_in_words(listener.diag.name)} and not accepted "
+                                      "yet, with data sent already: hiber cannot dump data "
+                                      "queued for a connection not accepted (nor can CRIU)")
+            self.entry(d).peer = listener.diag.ino
+        elif me.shutdown != BOTH_SHUTDOWN:
+            raise UnsupportedFile(f"{d.where} is a unix {type_in_words(me.type)} socket waiting "
+                                  "to be accepted by a listener that no process of the tree "
+                                  "holds: hiber cannot dump half of a connection")
+
+    def _external_peer(self, d):
+        me = d.diag
+        outside = sock_diag.unix_socket(me.peer)
+        words = f"socket:[{me.peer}]"
+        if outside is not None and outside.name:
+            words += f" ({name_in_words(outside.name)})"
+        if me.type != socket.SOCK_DGRAM or outside is None or \
+                outside.type != socket.SOCK_DGRAM:
+            raise UnsupportedFile(f"{d.where} is a unix socket whose peer {words} no process of "
+                                  "the tree holds: hiber cannot dump half of a connection")
+        if not outside.name:
+            raise UnsupportedFile(f"{d.where} is a unix datagram socket connected to {words}, "
+                                  "which no process of the tree holds and which has no name "
+                                  "to connect to again")
+        if not self.table.options.ext_unix_sk:
+            raise UnsupportedFile(f"{d.where} is a unix datagram socket connected to {words}, "
+                                  "which no process of the tree holds: re-run with "
+                                  "--ext-unix-sk to connect it to that name again at restore")
+        if outside.ino not in self.externs:
+            entry = classes["unix_sk_entry"](
+                id=0, ino=outside.ino, type=socket.SOCK_DGRAM, state=TCP_LISTEN, flags=0,
+                uflags=USK_EXTERN, backlog=0, peer=0, name=outside.name,
+                fown=classes["fown_entry"](uid=0, euid=0, signum=0, pid_type=0, pid=0),
+                opts=classes["sk_opts_entry"](so_sndbuf=0, so_rcvbuf=0, so_snd_tmo_sec=0,
+                                              so_snd_tmo_usec=0, so_rcv_tmo_sec=0,
+                                              so_rcv_tmo_usec=0))
+            self.externs[outside.ino] = self.table.add(KIND, entry)
 
     def write_images(self, images):
         self.queues.write_images(images)
@@ -121,6 +199,10 @@ class DumpedPairs:
 
 def dump_fd(table, fd):
     where = f"PID {fd.pid} fd {fd.fd} ({fd.link})"
+    dumped = table.state(KIND, lambda: DumpedUnix(table))
+    known = dumped.sockets.get(fd.info.st_ino)
+    if known is not None:  # a socket is one open file: passed in its own queue
+        return known.file_id
     me = sock_diag.unix_socket(fd.info.st_ino)
     if me is None:
         if not sock_diag.unix_diag_works():
@@ -129,109 +211,125 @@ def dump_fd(table, fd):
                                   "(CONFIG_UNIX_DIAG): hiber cannot dump it")
         raise UnsupportedFile(f"{where} is a unix socket of another network namespace: "
                               "hiber cannot dump it")
-    _refuse_unless_pair_end(me, where)
-    _check_peer(me, sock_diag.unix_socket(me.peer), where)
-    with socket_of(fd) as sock:
-        opts = dump_options(sock, where)
-        messages = peek_queue(sock, where)
+    if me.type not in UNIX_TYPES:
+        raise UnsupportedFile(f"{where} is a unix socket of {type_in_words(me.type)}: hiber "
+                              "dumps stream, datagram and seqpacket ones only")
+    if me.state not in UNIX_STATES:
+        raise UnsupportedFile(f"{where} is a unix socket in state {me.state}: hiber cannot "
+                              "dump it")
     entry = classes["unix_sk_entry"](
         id=0, ino=me.ino, type=me.type, state=me.state, flags=fd.flags & ~O_CLOEXEC,
-        uflags=0, backlog=me.wqueue, peer=me.peer, fown=fd.owner(), opts=opts, name=b"")
+        uflags=0, backlog=me.wqueue, peer=me.peer, fown=fd.owner(), name=me.name)
+    with socket_of(fd) as sock:
+        entry.opts.CopyFrom(dump_options(sock, where))
+        if is_path(me.name):
+            (mode, uid, gid), deleted, name_dir = describe_file(sock.fileno(), me.name, where)
+            entry.file_perms.mode, entry.file_perms.uid, entry.file_perms.gid = mode, uid, gid
+            if deleted:
+                entry.deleted = True
+            if name_dir is not None:
+                entry.name_dir = name_dir
     if me.shutdown:
         entry.shutdown = me.shutdown
     if table.net_ns_id:
         entry.ns_id = table.net_ns_id
     file_id = table.add(KIND, entry)
-    pairs = table.state(KIND, DumpedPairs)
-    pairs.ends[me.ino] = (me.peer, where)
-    pairs.queues.add(file_id, messages)
+    dumped.sockets[me.ino] = Dumped(file_id, me, where)
+    # a listener's queue holds connections, not data; a stream or seqpacket
+    # socket not connected has none (and recvmsg refuses it)
+    if me.type == socket.SOCK_DGRAM or me.state == TCP_ESTABLISHED:
+        with socket_of(fd) as sock:
+            messages = peek_queue(sock, where, dumped.dump_passed(where))
+        dumped.queues.add(file_id, messages)
     return file_id
 
 
-# ---- restore ---------------------------------------------------------------------
-
-def _where(entry):
-    return f"file #{entry.id} (unix socket:[{entry.usk.ino}])"
-
-
-def peer_entry(files, entry):
-    """The file entry of the other end of ``entry``'s pair, or None."""
-    return next((f for f in files.by_id.values()
-                 if f.HasField("usk") and f.usk.ino == entry.usk.peer), None)
-
+# ---- restore: the checks (unix_connect.py makes them) ------------------------------
 
 def check(files, entry):
-    """What a socketpair() cannot be made into, refused in one line."""
-    usk, where = entry.usk, _where(entry)
-    if usk.name:
-        raise UnsupportedFile(f"{where} is bound to {_name_in_words(usk.name)}: hiber cannot "
-                              "restore named unix sockets yet")
-    if usk.state == TCP_LISTEN:
-        raise UnsupportedFile(f"{where} is listening: hiber cannot restore listening unix "
-                              "sockets yet")
-    if usk.uflags:
-        raise UnsupportedFile(f"{where} is external or CRIU's own (uflags {usk.uflags:#x}): "
+    """What could not be made again, refused in one line."""
+    _check(files, entry, set())
+    if is_external(entry):
+        raise UnsupportedFile(f"{where_of(entry)} is a socket outside the tree (external): "
+                              "no fd can hold it")
+
+
+def _check(files, entry, seen):
+    if entry.id in seen:
+        return
+    seen.add(entry.id)
+    usk, where = entry.usk, where_of(entry)
+    if usk.uflags & ~USK_EXTERN:
+        raise UnsupportedFile(f"{where} is CRIU's own or inherited (uflags {usk.uflags:#x}): "
                               "hiber cannot restore it")
-    if usk.type not in PAIR_TYPES or usk.state != TCP_ESTABLISHED or not usk.peer:
-        raise UnsupportedFile(f"{where} is not one end of a connected pair: hiber restores "
-                              "socket pairs only, for now")
-    peer = peer_entry(files, entry)
+    if usk.type not in UNIX_TYPES or usk.state not in UNIX_STATES:
+        raise UnsupportedFile(f"{where} is of type {usk.type}, state {usk.state}: hiber "
+                              "restores stream, datagram and seqpacket sockets only")
+    check_name(entry, where)
+    if is_external(entry):
+        if not usk.name:
+            raise UnsupportedFile(f"{where} is external and has no name to connect to")
+        if not files.options.ext_unix_sk:
+            raise UnsupportedFile(f"{where} is a socket outside the tree, "
+                                  f"{name_in_words(usk.name)}, which its peers connect to "
+                                  "again: re-run with --ext-unix-sk to allow it")
+        return
+    check_options(usk.opts, where)
+    if usk.peer:
+        _check_peer(files, entry, seen)
+    packets = files.data(KIND).packets(entry)
+    check_packets(packets, where)
+    for packet, _ in packets:
+        for file_id in rights_of(packet):
+            passed = files.entry(file_id)
+            if passed.HasField("usk"):
+                _check(files, passed, seen)
+            else:
+                files.check([file_id])  # by its own kind
+
+
+def _check_peer(files, entry, seen):
+    usk, where = entry.usk, where_of(entry)
+    peer = files.data(KIND).entry(files, usk.peer)
     if peer is None:
         raise UnsupportedFile(f"{where}: the images have no socket:[{usk.peer}], its peer: "
-                              "hiber cannot restore a pair with an end outside the tree")
-    if peer.usk.peer != usk.ino or peer.usk.type != usk.type or peer.usk.name:
-        raise UnsupportedFile(f"{where} and its peer socket:[{usk.peer}] are not the two ends "
-                              "of one pair: hiber restores socket pairs only, for now")
-    check_options(usk.opts, where)
-    for packet, _ in files.data(KIND).get(entry.id, []):
-        if len(packet.scm):
-            raise UnsupportedFile(f"{where} has file descriptors (SCM_RIGHTS) queued in it: "
-                                  "hiber cannot restore them yet")
+                              "hiber cannot restore a connection with an end outside the "
+                              "tree")
+    _check(files, peer, seen)
+    if peer.usk.peer == usk.ino and peer is not entry:
+        if peer.usk.type != usk.type:
+            raise UnsupportedFile(f"{where} and its peer socket:[{usk.peer}] are of different "
+                                  "types")
+        return
+    if usk.type != socket.SOCK_DGRAM and peer.usk.state != TCP_LISTEN:
+        raise UnsupportedFile(f"{where} is connected to socket:[{usk.peer}], which is neither "
+                              "connected back to it nor listening")
+    if not peer.usk.name:
+        raise UnsupportedFile(f"{where} is connected to socket:[{usk.peer}], which is not "
+                              "connected back to it and has no name to connect to")
 
 
-def _finish_end(sock, entry):
-    restore_options(sock, entry.usk.opts)
-    if entry.usk.shutdown:
-        sock.shutdown(SHUTDOWN_HOW[entry.usk.shutdown])
-
-
-def open_end(stub, entry):
-    """One end of its pair: the pair is made (and filled) the first time
-    either end is asked for; the other end waits for its own entry."""
-    waiting = stub.state(KIND, dict)  # inode -> fd of an end made with its peer
-    if entry.usk.ino in waiting:
-        return waiting.pop(entry.usk.ino)
-    peer = peer_entry(stub.files, entry)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, entry.usk.type)
-    try:
-        queued = stub.files.data(KIND)
-        make_room(ours)
-        make_room(theirs)
-        # what an end is to read, its peer sends
-        refill(theirs, queued.get(entry.id, []), _where(entry))
-        refill(ours, queued.get(peer.id, []), _where(peer))
-        _finish_end(ours, entry)
-        _finish_end(theirs, peer)
-        our_fd = high_dup(ours.detach(), stub.floor)
-        their_fd = high_dup(theirs.detach(), stub.floor)
-    finally:
-        ours.close()
-        theirs.close()
-    set_status_flags(our_fd, entry.usk.flags)
-    set_status_flags(their_fd, peer.usk.flags)
-    # closed with the stub's other temporaries if no fd of the tree takes it
-    waiting[peer.usk.ino] = stub.temporary(their_fd)
-    return our_fd
+def open_socket(stub, entry):
+    made = stub.state(KIND, lambda: make_all(stub, stub.files.data(KIND)))
+    return made[entry.id]
 
 
 def label(entry):
     usk = entry.usk
-    words = f"unix {type_in_words(usk.type)} socket:[{usk.ino}], pair with socket:[{usk.peer}]"
+    if is_external(entry):
+        return f"unix socket outside the tree, {name_in_words(usk.name)}"
+    words = f"unix {type_in_words(usk.type)} socket:[{usk.ino}]"
+    if usk.state == TCP_LISTEN:
+        words += f", listening on {name_in_words(usk.name)}"
+    elif usk.name:
+        words += f", {'deleted, ' if usk.deleted else ''}bound to {name_in_words(usk.name)}"
+    if usk.peer:
+        words += f", connected to socket:[{usk.peer}]"
     if usk.shutdown:
         words += f", {SHUTDOWN_WORDS.get(usk.shutdown, 'shut down')}"
     return words
 
 
 KIND = Kind(name="unix socket", fd_type=FD_TYPES["UNIXSK"], entry_field="usk",
-            match=is_unix_socket, dump=dump_fd, check=check, open=open_end, label=label,
-            read_images=read_queues)
+            match=is_unix_socket, dump=dump_fd, check=check, open=open_socket, label=label,
+            read_images=UnixImages)

@@ -65,11 +65,20 @@ class StubTree:
                 os.kill(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for p in reversed(self.plan.processes):
-            try:
-                os.waitpid(p.pid, 0)
-            except ChildProcessError:
-                pass
+        # a stub's children come to hiber (their subreaper) only once their
+        # parent is dead: wait for each until it is reaped or gone
+        pending = {p.pid for p in self.plan.processes}
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            for pid in list(pending):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        pending.discard(pid)
+                except ChildProcessError:
+                    if not os.path.exists(f"/proc/{pid}"):
+                        pending.discard(pid)
+            if pending:
+                time.sleep(0.002)
         self.close()
 
     def close(self):

@@ -236,6 +236,17 @@ def _add_common_options(p):
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
+    p.add_argument("--manage-cgroups", nargs="?", const="soft", default="soft",
+                   choices=["ignore", "none", "props", "soft", "full", "strict"],
+                   help="what restore does with the dumped cgroups (criu's modes; "
+                        "default soft: make the missing ones)")
+    p.add_argument("--cgroup-root", action="append", default=[], metavar="[CONTROLLER:]PATH",
+                   help="put the dumped cgroups of CONTROLLER (or all) under PATH")
+    p.add_argument("--cgroup-yard", metavar="DIR",
+                   help="a directory with the cgroup hierarchies mounted in it, to use "
+                        "instead of mounts of hiber's own")
+    p.add_argument("--cgroup-dump-controller", action="append", default=[],
+                   metavar="NAME", help="dump the cgroups of these controllers only")
     for flag, (nargs, _) in REFUSED.items():
         if nargs == 0:
             p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
@@ -250,7 +261,8 @@ PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap
                "--evasive-devices", "--force-irmap", "--skip-in-flight",
                "--tcp-skip-in-flight", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
-_CGROUPS = "hiber does not checkpoint cgroups yet"
+_CGROUPS = ("hiber saves the properties criu saves by default, and takes no other list "
+            "of them")
 _PAGES = "hiber has no image streaming, and its page server no inherited socket, yet"
 # criu options hiber cannot honour: refused with one line each, rather than
 # accepted and silently ignored.  flag -> (0 for a switch, else 1; why)
@@ -266,9 +278,7 @@ REFUSED = {
     "--inherit-fd": (1, "hiber cannot give a restored process a descriptor of its caller "
                         "yet"),
     "--lsm-profile": (1, "hiber restores the dumped LSM label only"),
-    "--manage-cgroups": (1, _CGROUPS), "--cgroup-root": (1, _CGROUPS),
     "--cgroup-props": (1, _CGROUPS), "--cgroup-props-file": (1, _CGROUPS),
-    "--cgroup-dump-controller": (1, _CGROUPS),
     "--freeze-cgroup": (1, "hiber freezes with ptrace, not with a cgroup freezer"),
     "--ghost-limit": (1, "hiber does not dump deleted files yet"),
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
@@ -317,7 +327,28 @@ def options_from(args):
         pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
+        manage_cgroups=getattr(args, "manage_cgroups", "soft"),
+        cgroup_roots=tuple(_cgroup_root(r) for r in getattr(args, "cgroup_root", [])),
+        cgroup_yard=_in_work_dir(args, getattr(args, "cgroup_yard", None)),
+        cgroup_dump_controllers=tuple(getattr(args, "cgroup_dump_controller", [])),
         fault=os.environ.get("HIBER_FAULT"))
+
+
+def _in_work_dir(args, path):
+    """criu works in its work dir (-W, else the images dir): a relative path
+    given to it is relative to that dir, not to where criu was started."""
+    if path is None or os.path.isabs(path):
+        return path
+    return os.path.join(args.work_dir or getattr(args, "images_dir", None) or ".", path)
+
+
+def _cgroup_root(value):
+    """criu --cgroup-root: "[CONTROLLER:]PATH"; a controller may be named
+    ("name=zdtmtst:/prefix"), so the last colon before the path splits."""
+    controller, sep, path = value.rpartition(":")
+    if not path.startswith("/"):
+        raise UsageError(f"--cgroup-root {value}: the path must be absolute")
+    return (controller if sep else None, path)
 
 
 def _logged(args, doing, finished, what, work, verb):

@@ -27,7 +27,7 @@ from .pages import server as page_server
 from .pages.dedup import dedup
 from .pages.server import LazyDumpWriter, LazyStore, PageServerClient
 from .progress import progress_bar
-from .resources import core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
+from .resources import cgroups, core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
 from .resources.seccomp import SeccompFilters
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def dump(pid, images_dir, *, options=None, **given):
     try:
         fault_point(options, "frozen")
         check_tree(tree, options.allow_uprobes)
+        cgroup_sets = cgroups.CgroupDump(options)
         previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
         collected = []
         next_pages_id = 1
@@ -116,6 +117,8 @@ def dump(pid, images_dir, *, options=None, **given):
                 continue
             c = collect_process(tree, p, file_table, ids, seccomp, options,
                                 previous.parent.get(p.pid) if previous.tracked(p.pid) else None)
+            for tid in sorted(c.cores, key=lambda t: t != p.pid):  # the leader first
+                c.cores[tid].thread_core.cg_set = cgroup_sets.set_of(p.pid, tid)
             # CRIU numbers a process's shared objects before its own pages (§1.7)
             next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
             c.pages_id = next_pages_id
@@ -131,7 +134,8 @@ def dump(pid, images_dir, *, options=None, **given):
                                      lazy_store=lazy_store)
         clock.stop("memdump")
         clock.start("memwrite")
-        write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes)
+        write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes,
+                     cgroup_sets.image())
         clock.stop("memwrite")
         fault_point(options, "written")
         # a migration script may say "don't kill it": the tree runs on and
@@ -307,7 +311,8 @@ def connect_page_server(images, options):
                  options.port)
 
 
-def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes):
+def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes,
+                 cgroup_image=None):
     images.write("PSTREE", None, task.pstree_entries(tree))
     for pid, entry in zombies.items():
         images.write("CORE", pid, [entry])  # a zombie has a core and nothing else
@@ -321,6 +326,8 @@ def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had
     file_table.write_images(images)  # files.img, and pipe data and the like
     images.write("SECCOMP", None, [seccomp.entry])
     images.write("TIMENS", 0, [task.timens_entry()])
+    if cgroup_image is not None:  # none when the whole tree is in hiber's cgroups
+        images.write("CGROUP", None, [cgroup_image])
     # the inventory last: a dir without it is recognisably incomplete
     images.write("INVENTORY", None, [task.inventory(ids.root_ids, had_uprobes)])
 

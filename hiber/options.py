@@ -66,6 +66,14 @@ class Options:
     # is dumped, and restore connects it to that name again (criu
     # --ext-unix-sk, bare)
     ext_unix_sk: bool = False
+    # cgroups (resources/cgroups): criu --manage-cgroups's mode (ignore,
+    # none, props, soft, full, strict; soft, as criu's default),
+    # --cgroup-root as (controller or None, path) pairs, --cgroup-yard,
+    # --cgroup-dump-controller
+    manage_cgroups: str = "soft"
+    cgroup_roots: tuple = ()
+    cgroup_yard: str | None = None
+    cgroup_dump_controllers: tuple = ()
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

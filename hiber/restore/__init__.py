@@ -16,6 +16,7 @@
 A failure at any stage kills and reaps every stub: nothing half-made is left.
 """
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .. import actions
 from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
 from ..images.imagedir import ImageDir
 from ..options import build_options
-from ..resources import taskstate
+from ..resources import cgroups, taskstate
 from ..resources.files import owners
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
@@ -44,6 +45,18 @@ class RestoreResult:
     exit_status: int | None = None
 
 
+@contextlib.contextmanager
+def _undone_on_failure(cgroup_tree):
+    """The cgroups a failed restore made are removed once its stubs are gone."""
+    try:
+        yield
+    except BaseException:
+        cgroup_tree.undo()
+        raise
+    finally:
+        cgroup_tree.close()
+
+
 def restore(images_dir, *, options=None, **given):
     """Restore the tree in images_dir. Returns a RestoreResult.
 
@@ -56,33 +69,41 @@ def restore(images_dir, *, options=None, **given):
     scripts = actions.ActionScripts(options.action_scripts, images.path)
     release.refuse_existing_pidfile(options.pidfile)
     scripts.run(actions.PRE_RESTORE)
-    plan = Plan(images, options)                                # 1. read, check
-    try:
-        # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
-        task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
-        kernel_areas.decide(plan, options.force_vdso_proxy)
-        log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
-                 images.path, plan.root.pid)
+    # cgroups first, as with criu: they are made before anything enters them,
+    # and a file the tree had open may live in one of them (the plan checks it)
+    cgroup_tree = cgroups.CgroupRestore(images, options)
+    with _undone_on_failure(cgroup_tree):
+        cgroup_tree.prepare()
+        plan = Plan(images, options)                                # 1. read, check
+        try:
+            # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
+            task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
+            kernel_areas.decide(plan, options.force_vdso_proxy)
+            log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
+                     images.path, plan.root.pid)
 
-        with Subreaper():
-            forking = time.perf_counter()
-            stubs = fork_tree(plan)                                 # 2. the stubs
-            forking = time.perf_counter() - forking
-            try:
-                pages = rebuild_tree(plan, options)                 # 3. each process
-                owners.restore(plan)  # F_SETOWN: once every PID they name exists
-                for p in plan.live:
-                    task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
-                scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
-                scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
-                release.release_tree(plan)                          # 4. let them run
-            except BaseException:
-                log.error("Restore failed; removing the processes it had started")
-                stubs.kill()
-                raise
-            stubs.close()
-    finally:
-        plan.close()  # the merged pages of incremental images
+            with Subreaper():
+                forking = time.perf_counter()
+                stubs = fork_tree(plan)                                 # 2. the stubs
+                forking = time.perf_counter() - forking
+                try:
+                    cgroup_tree.place_processes(plan)  # before their pages are charged
+                    pages = rebuild_tree(plan, options)                 # 3. each process
+                    cgroup_tree.place_threads(plan)
+                    cgroup_tree.set_properties()
+                    owners.restore(plan)  # F_SETOWN: once every PID they name exists
+                    for p in plan.live:
+                        task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
+                    scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
+                    scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
+                    release.release_tree(plan)                          # 4. let them run
+                except BaseException:
+                    log.error("Restore failed; removing the processes it had started")
+                    stubs.kill()
+                    raise
+                stubs.close()
+        finally:
+            plan.close()  # the merged pages of incremental images
 
     elapsed = time.perf_counter() - started
     release.write_stats(images, forking, elapsed, pages)

@@ -1,0 +1,183 @@
+"""The dump half of cgroups: which cgroup set every task and thread lives in
+(thread_core.cg_set), and, for the sets other than hiber's own, the
+directories of their hierarchies with the properties CRIU saves, so that a
+restore can make them again (cgroup.img).
+
+Set 1 is hiber's own (inventory.root_cg_set): a tree living where hiber does
+needs no cgroup.img at all, and comes back wherever the restoring hiber is."""
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from ...images.messages import classes as C
+from . import hierarchies as h
+
+LLONG_MAX = (1 << 63) - 1
+
+
+@dataclass
+class Dir:
+    path: str                     # in its hierarchy: "/" or "/a/b"
+    perms: tuple                  # (st_mode, uid, gid)
+    properties: list = field(default_factory=list)  # (name, value, perms)
+    children: list = field(default_factory=list)
+
+
+@dataclass
+class Controller:
+    cnames: list
+    heads: list = field(default_factory=list)
+    is_threaded: bool = False
+
+
+class CgroupDump:
+    def __init__(self, options):
+        self.collect_dirs = options.manage_cgroups != "ignore"
+        self.only = tuple(options.cgroup_dump_controllers)
+        self.roots = tuple(options.cgroup_roots)
+        self.yard = options.cgroup_yard
+        self.controllers = [Controller(c) for c in h.own_hierarchies(self.only)]
+        self.sets = {}  # members -> id, in the order met
+        self.own_set = self._set(h.read_memberships("/proc/self/cgroup", self.only),
+                                 collect=False)
+        self.root_set = None
+
+    def set_of(self, pid, tid):
+        """The id of the cgroup set thread tid of pid lives in; the first
+        asked for is the root task's."""
+        members = h.read_memberships(f"/proc/{pid}/task/{tid}/cgroup", self.only)
+        found = self._set(members, collect=True)
+        if self.root_set is None:
+            self.root_set = found
+        return found
+
+    def _set(self, members, collect):
+        if members not in self.sets:
+            self.sets[members] = len(self.sets) + 1
+            if collect:
+                for name, path in members:
+                    self._collect(name, path)
+        return self.sets[members]
+
+    def _controller(self, name):
+        for c in self.controllers:
+            if h.holds(c.cnames, name):
+                return c
+        if not name.startswith(h.NAMED):
+            raise h.CgroupError(f"cgroup controller {name} is not mounted for hiber: "
+                                "the dumped task's cgroup cannot be found")
+        # a named hierarchy hiber is in too, but keeps no controller list of
+        c = Controller([name])
+        self.controllers.append(c)
+        return c
+
+    def _walk_root(self, name, path):
+        for controller, root in self.roots:
+            if controller == name:
+                return root
+        for controller, root in self.roots:
+            if controller is None:
+                return root
+        return path
+
+    def _collect(self, name, path):
+        controller = self._controller(name)
+        if not self.collect_dirs:
+            return
+        fd = h.open_hierarchy(name, self.yard)
+        try:
+            for dirpath, _, _, dfd in os.fwalk(h.relative(self._walk_root(name, path)),
+                                               dir_fd=fd):
+                rel = os.path.normpath(dirpath)
+                where = "/" if rel == "." else "/" + rel
+                st = os.fstat(dfd)
+                d = Dir(where, (st.st_mode, st.st_uid, st.st_gid))
+                if _insert(controller.heads, d):
+                    d.properties = _properties(dfd, controller)
+        finally:
+            os.close(fd)
+
+    def image(self):
+        """The cgroup_entry to write, or None when every task is in hiber's set."""
+        if self.root_set in (None, self.own_set) and len(self.sets) == 1:
+            return None
+        entry = C["cgroup_entry"]()
+        for members, set_id in self.sets.items():
+            if set_id == self.own_set:
+                continue
+            s = entry.sets.add(id=set_id)
+            for name, path in members:
+                s.ctls.add(name=name, path=path)
+        for c in self.controllers:
+            ce = entry.controllers.add(cnames=c.cnames, is_threaded=c.is_threaded)
+            _dir_entries(ce.dirs, c.heads, None)
+        return entry
+
+
+def _within(path, parent):
+    return parent == "/" or path.startswith(parent + "/")
+
+
+def _insert(dirs, new):
+    """Put new in the tree of dirs under its nearest walked ancestor; false
+    when it is there already (co-mounted controllers, overlapping sets)."""
+    for d in dirs:
+        if d.path == new.path:
+            return False
+        if _within(new.path, d.path):
+            return _insert(d.children, new)
+    dirs.append(new)
+    return True
+
+
+def _properties(dfd, controller):
+    names = [p for c in controller.cnames for p in h.CONTROLLER_PROPERTIES.get(c, ())]
+    names += h.GLOBAL_PROPERTIES_V2 if controller.cnames == [h.V2] else h.GLOBAL_PROPERTIES_V1
+    found = []
+    for name in names:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                continue  # a property this kernel (or this controller's level) lacks
+            raise
+        try:
+            st = os.fstat(fd)
+            value = "" if name in h.MEMBERSHIP_FILES else _value(name, os.read(fd, 1023))
+        finally:
+            os.close(fd)
+        if (name == "cgroup.type" and value == "threaded") or name == "tasks":
+            controller.is_threaded = True
+        found.append((name, value, (st.st_mode, st.st_uid, st.st_gid)))
+    return found
+
+
+def _value(name, raw):
+    text = raw.decode(errors="replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    if name == "memory.oom_control":
+        # "oom_kill_disable N\nunder_oom M...": only N can be written back
+        return text.split("\n", 1)[0].split()[-1]
+    number = text.strip().split("\n", 1)[0]
+    if number.lstrip("+-").isdigit() and int(number) >= LLONG_MAX:
+        return "-1"  # "unlimited" as the kernel shows it overflows a long long
+    return text
+
+
+def _dir_entries(repeated, dirs, parent):
+    for d in dirs:
+        if parent is None:
+            name = d.path[1:]
+        elif parent.path == "/":
+            name = d.path[1:]
+        else:
+            name = d.path[len(parent.path) + 1:]
+        e = repeated.add(dir_name=name)
+        mode, uid, gid = d.perms
+        e.dir_perms.mode, e.dir_perms.uid, e.dir_perms.gid = mode, uid, gid
+        for prop, value, (pmode, puid, pgid) in d.properties:
+            e.properties.add(name=prop, value=value).perms.CopyFrom(
+                C["cgroup_perms"](mode=pmode, uid=puid, gid=pgid))
+        _dir_entries(e.children, d.children, d)

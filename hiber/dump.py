@@ -106,7 +106,7 @@ def dump(pid, images_dir, *, options=None, **given):
     try:
         fault_point(options, "frozen")
         check_tree(tree, options.allow_uprobes)
-        cgroup_sets = cgroups.CgroupDump(options)
+        cgroup_sets = cgroups.CgroupDump(options, pid)
         previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
         collected = []
         next_pages_id = 1

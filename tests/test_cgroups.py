@@ -3,11 +3,13 @@ directories are made again as criu's --manage-cgroups modes say, with their
 mode, owner and properties, and a failed restore removes what it made."""
 
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
-from conftest import dump, restore, run_hiber
+from conftest import build_target, dump, reap_orphans, restore, run_hiber
 from hiber.images.imagedir import ImageDir
 
 NAME = "hibertest"
@@ -91,6 +93,57 @@ def test_tasks_and_threads_come_back_to_their_cgroups(named_hierarchy, start_tar
     st = os.stat(mnt / job / "child")
     assert (st.st_uid, st.st_gid) == (1000, 1001)
     t.check()
+
+
+def test_a_cgroup_namespace_of_the_trees_own(named_hierarchy, start_target, tmp_path):
+    hierarchy, mnt, job = named_hierarchy
+    for sub in ("worker", "child"):
+        (mnt / job / sub).mkdir(parents=True)
+    t = start_target("cgroups", hierarchy, mnt, job, "ns")
+    own = os.stat("/proc/self/ns/cgroup").st_ino
+    assert os.stat(f"/proc/{t.pid}/ns/cgroup").st_ino != own
+    images = tmp_path / "images"
+    dump(t, images)
+    entry = ImageDir(images).read_one("CGROUP")
+    prefixes = {(m.path, m.cgns_prefix) for s in entry.sets for m in s.ctls
+                if m.name == hierarchy}
+    assert prefixes == {(f"/{job}", len(job) + 1), (f"/{job}/worker", len(job) + 1),
+                        (f"/{job}/child", len(job) + 1)}
+
+    _remove_tree(mnt / job)
+    restore(images)
+    child = int(t.info["child"])
+    for pid in (t.pid, child):  # one namespace, not hiber's
+        assert os.stat(f"/proc/{pid}/ns/cgroup").st_ino != own
+    assert os.stat(f"/proc/{t.pid}/ns/cgroup").st_ino == \
+        os.stat(f"/proc/{child}/ns/cgroup").st_ino
+    t.check()
+
+
+def test_nested_cgroup_namespaces_are_refused(named_hierarchy, tmp_path):
+    hierarchy, mnt, job = named_hierarchy
+    for sub in ("worker", "child"):
+        (mnt / job / sub).mkdir(parents=True)
+    binary = build_target("cgroups")
+    out = tmp_path / "out"
+    # a shell in hiber's cgroup namespace, its child in one of its own
+    with open(out, "wb") as f:
+        shell = subprocess.Popen(["sh", "-c", f'"{binary}" {hierarchy} "{mnt}" {job} ns & wait'],
+                                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while b"READY" not in out.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        result = run_hiber("dump", "-t", shell.pid, "-D", tmp_path / "images")
+        assert result.returncode == 1, result.stderr.decode()
+        message = result.stderr.decode()
+        assert message.count("\n") == 1 and "cgroup namespaces" in message, message
+        assert shell.poll() is None  # left running as it was
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait(10)
+        reap_orphans()
 
 
 def test_a_tree_in_hibers_own_cgroups_needs_no_cgroup_image(start_target, tmp_path):

@@ -187,6 +187,15 @@ def _memfd(child):
     return "memfd objects restored as memfds"
 
 
+def _cgroupns(child):
+    with open("/proc/self/cgroup") as f:
+        if not f.read().strip():
+            raise ProbeFailed("/proc/self/cgroup is empty")
+    if not os.path.exists("/proc/self/ns/cgroup"):
+        raise ProbeFailed("no cgroup namespaces")
+    return "cgroup memberships and namespaces can be read"
+
+
 def _timens(child):
     if not os.path.exists("/proc/self/ns/time"):
         raise ProbeFailed("no time namespaces")
@@ -292,6 +301,7 @@ PROBES = [
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
+    Probe("cgroupns", "no dump of a tree in a cgroup namespace of its own", _cgroupns),
     Probe("ns_pid", "the PIDs of tasks in nested PID namespaces cannot be read", _ns_pid),
     Probe("timens", "time namespaces are not available", _timens),
     Probe("uprobes", "nothing: only processes that use uprobes need it", _uprobes),

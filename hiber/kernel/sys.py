@@ -189,3 +189,15 @@ def punch_hole(fd, offset, length):
     """Free the blocks of [offset, offset+length) of a file, its size kept:
     the range then reads as zeros (fallocate(2) FALLOC_FL_PUNCH_HOLE)."""
     _errcheck(_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length))
+
+
+CLONE_NEWCGROUP = 0x02000000
+
+
+def setns(fd, nstype):
+    """Join the namespace fd refers to (os.setns is Python 3.12's)."""
+    return _errcheck(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
+
+
+def unshare(flags):
+    return _errcheck(libc.unshare(ctypes.c_int(flags)))

@@ -1,10 +1,14 @@
 """Which namespaces a tree lives in.
 
-hiber does not checkpoint namespaces yet (CRIU's ids-PID.img namespace
-ids, utsns-N.img, mountpoints-N.img...).  A process in namespaces other
-than hiber's own would come back in hiber's: another hostname, another view
-of PIDs, mounts and network.  So the dump is refused, and so is a restore
-of images (CRIU's) whose processes had namespaces of their own.
+hiber does not checkpoint most namespaces yet (CRIU's utsns-N.img,
+mountpoints-N.img...).  A process in namespaces other than hiber's own
+would come back in hiber's: another hostname, another view of PIDs, mounts
+and network.  So the dump is refused, and so is a restore of images
+(CRIU's) whose processes had namespaces of their own.
+
+The one exception is the cgroup namespace, which cgroup.img describes (its
+root in each hierarchy: resources/cgroups): the tree may have one of its
+own, shared by all its tasks, as with criu, which does not nest them either.
 """
 
 import os
@@ -51,9 +55,18 @@ def foreign_namespaces(pid):
             if _ns_inode(f"/proc/{pid}/ns/{kind}") not in (None, _ns_inode(f"/proc/self/ns/{kind}"))]
 
 
+# kinds hiber rebuilds, with the module that does
+REBUILT = {"cgroup"}
+
+
 def refuse_foreign_namespaces(pids):
+    cgroup_namespaces = {_ns_inode(f"/proc/{pid}/ns/cgroup") for pid in pids} - {None}
+    if len(cgroup_namespaces) > 1:
+        raise ForeignNamespace(
+            f"the tree's processes are in {len(cgroup_namespaces)} different cgroup "
+            "namespaces: hiber, as criu, restores one cgroup namespace for a whole tree")
     for pid in pids:
-        kinds = foreign_namespaces(pid)
+        kinds = [k for k in foreign_namespaces(pid) if k not in REBUILT]
         if kinds:
             raise ForeignNamespace(
                 f"PID {pid} is in its own {'/'.join(kinds)} namespace "
@@ -68,6 +81,8 @@ def refuse_namespaced_images(root_ids, process_ids):
     had a namespace of its own, which restore cannot rebuild yet."""
     for pid, ids in process_ids:
         for kind, field in IMAGE_FIELDS.items():
+            if kind in REBUILT:
+                continue
             if ids.HasField(field) and root_ids.HasField(field) and \
                     getattr(ids, field) != getattr(root_ids, field):
                 raise ForeignNamespace(

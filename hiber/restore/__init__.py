@@ -84,7 +84,8 @@ def restore(images_dir, *, options=None, **given):
 
             with Subreaper():
                 forking = time.perf_counter()
-                stubs = fork_tree(plan)                                 # 2. the stubs
+                with cgroup_tree.namespace_for_stubs(plan):
+                    stubs = fork_tree(plan)                             # 2. the stubs
                 forking = time.perf_counter() - forking
                 try:
                     cgroup_tree.place_processes(plan)  # before their pages are charged

@@ -3,14 +3,19 @@
  * The process moves into JOB (argv[3]), one thread of it into JOB/worker
  * (v1 moves single threads through "tasks"), and a child into JOB/child.
  * After the check signal each says where /proc shows it: all three must be
- * where they were put, the child telling its parent through a pipe. */
+ * where they were put, the child telling its parent through a pipe.
+ * With "ns" as argv[4] the process makes a cgroup namespace rooted at JOB
+ * once inside it: /proc then shows the three at /, /worker and /child. */
 #include "harness.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <sched.h>
+
 static const char *hierarchy, *mnt, *job;
+static int in_namespace;
 static pid_t worker_tid;
 static volatile int worker_stop;
 
@@ -32,7 +37,10 @@ static int is_in(pid_t tid, const char *sub)
 {
 	char path[64], line[512], want[512];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/cgroup", tid);
-	snprintf(want, sizeof(want), "%s:/%s%s\n", hierarchy, job, sub);
+	if (in_namespace)
+		snprintf(want, sizeof(want), "%s:%s\n", hierarchy, *sub ? sub : "/");
+	else
+		snprintf(want, sizeof(want), "%s:/%s%s\n", hierarchy, job, sub);
 	FILE *f = fopen(path, "r");
 	int found = 0;
 	while (f && fgets(line, sizeof(line), f))
@@ -58,10 +66,14 @@ int main(int argc, char **argv)
 {
 	int to_child[2], from_child[2];
 	char verdict = 0;
-	(void)argc;
 	harness_init();
 	hierarchy = argv[1], mnt = argv[2], job = argv[3];
 	move_into("", "cgroup.procs", getpid());
+	in_namespace = argc > 4 && !strcmp(argv[4], "ns");
+	if (in_namespace && unshare(CLONE_NEWCGROUP)) {
+		printf("unshare(CLONE_NEWCGROUP) failed\n");
+		return 2;
+	}
 
 	pipe(to_child);
 	pipe(from_child);

@@ -4,13 +4,20 @@ directories of their hierarchies with the properties CRIU saves, so that a
 restore can make them again (cgroup.img).
 
 Set 1 is hiber's own (inventory.root_cg_set): a tree living where hiber does
-needs no cgroup.img at all, and comes back wherever the restoring hiber is."""
+needs no cgroup.img at all, and comes back wherever the restoring hiber is.
+
+A tree with a cgroup namespace of its own (one for all its tasks: see
+resources/namespaces.py) sees its cgroups from that namespace's root: each
+member then carries, in cgns_prefix, how much of its path (as hiber sees it)
+is that root, learnt by reading the root task's cgroup file from inside its
+namespace."""
 
 import errno
 import os
 from dataclasses import dataclass, field
 
 from ...images.messages import classes as C
+from ...kernel import sys
 from . import hierarchies as h
 
 LLONG_MAX = (1 << 63) - 1
@@ -32,21 +39,25 @@ class Controller:
 
 
 class CgroupDump:
-    def __init__(self, options):
+    def __init__(self, options, root_pid):
         self.collect_dirs = options.manage_cgroups != "ignore"
         self.only = tuple(options.cgroup_dump_controllers)
         self.roots = tuple(options.cgroup_roots)
         self.yard = options.cgroup_yard
         self.controllers = [Controller(c) for c in h.own_hierarchies(self.only)]
-        self.sets = {}  # members -> id, in the order met
-        self.own_set = self._set(h.read_memberships("/proc/self/cgroup", self.only),
-                                 collect=False)
+        self.sets = {}  # members ((name, path, cgns_prefix), ...) -> id, in the order met
+        self.own_set = self._set(self._members("/proc/self/cgroup", {}), collect=False)
         self.root_set = None
+        self.prefixes = namespace_roots(root_pid, self.only)  # name -> cgns_prefix
+
+    def _members(self, path, prefixes):
+        return tuple((name, where, prefixes.get(name, 0))
+                     for name, where in h.read_memberships(path, self.only))
 
     def set_of(self, pid, tid):
         """The id of the cgroup set thread tid of pid lives in; the first
         asked for is the root task's."""
-        members = h.read_memberships(f"/proc/{pid}/task/{tid}/cgroup", self.only)
+        members = self._members(f"/proc/{pid}/task/{tid}/cgroup", self.prefixes)
         found = self._set(members, collect=True)
         if self.root_set is None:
             self.root_set = found
@@ -56,7 +67,7 @@ class CgroupDump:
         if members not in self.sets:
             self.sets[members] = len(self.sets) + 1
             if collect:
-                for name, path in members:
+                for name, path, _ in members:
                     self._collect(name, path)
         return self.sets[members]
 
@@ -107,12 +118,72 @@ class CgroupDump:
             if set_id == self.own_set:
                 continue
             s = entry.sets.add(id=set_id)
-            for name, path in members:
-                s.ctls.add(name=name, path=path)
+            for name, path, prefix in members:
+                member = s.ctls.add(name=name, path=path)
+                if prefix:
+                    member.cgns_prefix = prefix
         for c in self.controllers:
             ce = entry.controllers.add(cnames=c.cnames, is_threaded=c.is_threaded)
             _dir_entries(ce.dirs, c.heads, None)
         return entry
+
+
+def namespace_roots(pid, only=()):
+    """For a task in a cgroup namespace of its own: per hierarchy, the
+    length of the part of its cgroup path (as hiber sees it) that is the
+    namespace's root; {} for a task in hiber's cgroup namespace."""
+    if os.stat(f"/proc/{pid}/ns/cgroup").st_ino == os.stat("/proc/self/ns/cgroup").st_ino:
+        return {}
+    outside = dict(h.read_memberships(f"/proc/{pid}/cgroup", only))
+    inside = dict(_memberships_seen_from(pid, only))
+    prefixes = {}
+    for name, path in outside.items():
+        seen = inside.get(name)
+        if seen is None or seen == path:
+            continue  # a namespace made at the hierarchy's root
+        tail = seen[1:]
+        cut = len(path) - len(tail)
+        if not path.endswith(tail) or cut < 1:
+            raise h.CgroupError(f"PID {pid}: its cgroup {name}:{seen} (in its namespace) is "
+                                f"not the end of {path}")
+        if path[cut - 1] == "/":
+            cut -= 1
+        prefixes[name] = cut
+    return prefixes
+
+
+def _memberships_seen_from(pid, only):
+    """/proc/PID/cgroup as a task in pid's cgroup namespace reads it: paths
+    are shown from the reader's namespace root (cgroup_namespaces(7))."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            with open(f"/proc/{pid}/ns/cgroup") as ns:
+                sys.setns(ns.fileno(), sys.CLONE_NEWCGROUP)
+            with open(f"/proc/{pid}/cgroup", "rb") as f:
+                sys.write_all(write_end, f.read())
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.close(write_end)
+    try:
+        data = b""
+        while chunk := os.read(read_end, 65536):
+            data += chunk
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise h.CgroupError(f"PID {pid}: cannot read its cgroups from inside its cgroup "
+                            "namespace")
+    found = []
+    for line in data.decode().splitlines():
+        _, names, where = line.split(":", 2)
+        if not only or names in only:
+            found.append((names, where))
+    return found
 
 
 def _within(path, parent):

@@ -16,9 +16,13 @@ other properties are written last, when the tasks are in place (pids.max
 below the number of tasks already in, for one, would refuse them).
 A failed restore removes the directories it made."""
 
+import contextlib
 import errno
 import logging
 import os
+import signal
+
+from ...kernel import sys
 
 from . import hierarchies as h
 
@@ -94,6 +98,64 @@ class CgroupRestore:
             self.made.append((fd, step))
             log.info("made cgroup %s", where)
 
+    @contextlib.contextmanager
+    def namespace_for_stubs(self, plan):
+        """While the root stub is forked, hiber is in the tree's cgroup
+        namespace, if it had one: the stubs are born in it, as criu's root
+        task unshares it before forking the rest.  Its root in each
+        hierarchy is the part of the root task's paths cgns_prefix says."""
+        roots = self._namespace_roots(plan)
+        if not roots:
+            yield
+            return
+        ns = self._make_namespace(roots)
+        own = os.open("/proc/self/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sys.setns(ns, sys.CLONE_NEWCGROUP)
+            try:
+                yield
+            finally:
+                sys.setns(own, sys.CLONE_NEWCGROUP)
+        finally:
+            os.close(own)
+            os.close(ns)
+
+    def _namespace_roots(self, plan):
+        if not self.active:
+            return []
+        s = self.sets.get(_set_id(plan.root.core))
+        if s is None:
+            return []
+        return [(m.name, m.path[:m.cgns_prefix]) for m in s.ctls
+                if m.HasField("cgns_prefix") and m.cgns_prefix]
+
+    def _make_namespace(self, roots):
+        """A cgroup namespace whose root is `roots`: made by a helper that
+        moves into those cgroups and unshares; it stays with the descriptor."""
+        ready_r, ready_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            try:
+                os.close(ready_r)
+                for name, path in roots:
+                    self._write_membership(os.getpid(), name, path, "cgroup.procs")
+                sys.unshare(sys.CLONE_NEWCGROUP)
+                os.write(ready_w, b"1")
+                signal.pause()
+            finally:
+                os._exit(1)
+        os.close(ready_w)
+        try:
+            made = os.read(ready_r, 1) == b"1"
+            if not made:
+                raise h.CgroupError("cannot make the tree's cgroup namespace rooted at "
+                                    + ", ".join(f"{n}:{p}" for n, p in roots))
+            return os.open(f"/proc/{child}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(ready_r)
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
     # -- once the stubs exist ---------------------------------------------
 
     def place_processes(self, plan):
@@ -129,21 +191,25 @@ class CgroupRestore:
         if s is None:
             raise h.CgroupError(f"core of PID {pid}: cgroup set {set_id} is not in cgroup.img")
         for member in s.ctls:
-            i, c = self._controller(member.name, pid)
+            _, c = self._controller(member.name, pid)
             if threads_only:
                 if not c.is_threaded:
                     continue  # the whole process is there already
-                membership = "cgroup.threads" if c.cnames == [h.V2] else "tasks"
-            path = _join(member.path.lstrip("/"), membership)
+                membership = "cgroup.threads" if list(c.cnames) == [h.V2] else "tasks"
+            self._write_membership(pid, member.name, member.path, membership)
+
+    def _write_membership(self, pid, name, path, membership):
+        i, _ = self._controller(name, pid)
+        try:
+            fd = os.open(_join(path.lstrip("/"), membership), os.O_WRONLY | os.O_CLOEXEC,
+                         dir_fd=self.fds[i])
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.fds[i])
-                try:
-                    os.write(fd, str(pid).encode())
-                finally:
-                    os.close(fd)
-            except OSError as e:
-                raise h.CgroupError(f"PID {pid}: cannot move it into cgroup "
-                                    f"{member.name}:{member.path}: {e.strerror}") from None
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise h.CgroupError(f"PID {pid}: cannot move it into cgroup {name}:{path}: "
+                                f"{e.strerror}") from None
 
     def _controller(self, name, pid):
         for i, c in enumerate(self.controllers):

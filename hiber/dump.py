@@ -27,7 +27,8 @@ from .pages import server as page_server
 from .pages.dedup import dedup
 from .pages.server import LazyDumpWriter, LazyStore, PageServerClient
 from .progress import progress_bar
-from .resources import cgroups, core, dirty, files, fs, locks, namespaces, pages, task, taskstate, vmas
+from .resources import (cgroups, core, dirty, files, fs, locks, namespaces, ns, pages, task,
+                        taskstate, vmas)
 from .resources.seccomp import SeccompFilters
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def dump(pid, images_dir, *, options=None, **given):
             c.pages_id = next_pages_id
             next_pages_id += 1
             collected.append(c)
+        next_pages_id = ns.dump(images, pid, collected[0].ids, next_pages_id)
         had_uprobes = any(c.had_uprobes for c in collected)
         file_table.finish()
 

@@ -38,6 +38,10 @@ EXTRA_LENGTH = {
     "PIPES_DATA": lambda m: m.bytes,
     "FIFO_DATA": lambda m: m.bytes,
     "SK_QUEUES": lambda m: m.length,
+    # a semaphore set's values, u16 each, padded to 8 bytes (CRIU's ipc_ns.c)
+    "IPCNS_SEM": lambda m: (2 * m.nsems + 7) // 8 * 8,
+    # a segment's contents inline, padded to 4 bytes, unless in pagemap-shmem
+    "IPCNS_SHM": lambda m: 0 if m.in_pagemaps else (m.size + 3) // 4 * 4,
 }
 
 

@@ -6,9 +6,11 @@ would come back in hiber's: another hostname, another view of PIDs, mounts
 and network.  So the dump is refused, and so is a restore of images
 (CRIU's) whose processes had namespaces of their own.
 
-The one exception is the cgroup namespace, which cgroup.img describes (its
-root in each hierarchy: resources/cgroups): the tree may have one of its
-own, shared by all its tasks, as with criu, which does not nest them either.
+The exceptions are the kinds hiber rebuilds: the cgroup namespace, which
+cgroup.img describes (its root in each hierarchy: resources/cgroups), and
+the UTS and IPC namespaces (resources/ns/).  The tree may have one of each
+of its own, shared by all its tasks, as with criu, which does not nest them
+either.
 """
 
 import os
@@ -55,16 +57,19 @@ def foreign_namespaces(pid):
             if _ns_inode(f"/proc/{pid}/ns/{kind}") not in (None, _ns_inode(f"/proc/self/ns/{kind}"))]
 
 
-# kinds hiber rebuilds, with the module that does
-REBUILT = {"cgroup"}
+# kinds hiber rebuilds (resources/cgroups, resources/ns), and the image that
+# describes each such namespace (the cgroup one is in cgroup.img)
+REBUILT = ("cgroup", "uts", "ipc")
+IMAGE_OF = {"uts": "UTSNS", "ipc": "IPC_VAR"}
 
 
 def refuse_foreign_namespaces(pids):
-    cgroup_namespaces = {_ns_inode(f"/proc/{pid}/ns/cgroup") for pid in pids} - {None}
-    if len(cgroup_namespaces) > 1:
-        raise ForeignNamespace(
-            f"the tree's processes are in {len(cgroup_namespaces)} different cgroup "
-            "namespaces: hiber, as criu, restores one cgroup namespace for a whole tree")
+    for kind in REBUILT:
+        found = {_ns_inode(f"/proc/{pid}/ns/{kind}") for pid in pids} - {None}
+        if len(found) > 1:
+            raise ForeignNamespace(
+                f"the tree's processes are in {len(found)} different {kind} namespaces: "
+                f"hiber, as criu, restores one {kind} namespace for a whole tree")
     for pid in pids:
         kinds = [k for k in foreign_namespaces(pid) if k not in REBUILT]
         if kinds:
@@ -75,16 +80,34 @@ def refuse_foreign_namespaces(pids):
                 "namespaces (e.g. nsenter --all -t PID), or use criu for this tree")
 
 
-def refuse_namespaced_images(root_ids, process_ids):
+def refuse_namespaced_images(root_ids, process_ids, images=None):
     """process_ids: (pid, task_kobj_ids_entry) pairs from ids-PID.img.  A
     namespace id other than the inventory's root_ids one means the process
-    had a namespace of its own, which restore cannot rebuild yet."""
+    had a namespace of its own: restore rebuilds those of REBUILT kinds that
+    the images describe (one for the whole tree), and refuses the others."""
+    for kind in IMAGE_OF:
+        field = IMAGE_FIELDS[kind]
+        found = {getattr(ids, field) for _, ids in process_ids if ids.HasField(field)}
+        if len(found) > 1:
+            raise ForeignNamespace(f"the images' processes are in {len(found)} different {kind} "
+                                   f"namespaces: hiber restores one {kind} namespace for a "
+                                   "whole tree")
     for pid, ids in process_ids:
         for kind, field in IMAGE_FIELDS.items():
-            if kind in REBUILT:
+            if not (ids.HasField(field) and root_ids.HasField(field)) or \
+                    getattr(ids, field) == getattr(root_ids, field):
                 continue
-            if ids.HasField(field) and root_ids.HasField(field) and \
-                    getattr(ids, field) != getattr(root_ids, field):
+            ns_id = getattr(ids, field)
+            if kind == "cgroup":
+                continue  # cgroup.img says where its root is
+            if kind in IMAGE_OF and images is not None:
+                image = images.file_path(IMAGE_OF[kind], ns_id)
+                if os.path.exists(image):
+                    continue
                 raise ForeignNamespace(
                     f"ids-{pid}.img: PID {pid} had its own {kind} namespace "
-                    f"({WHAT_IT_HOLDS[kind]}): hiber cannot restore namespaces yet")
+                    f"({WHAT_IT_HOLDS[kind]}), and {os.path.basename(image)}, which "
+                    "would describe it, is missing")
+            raise ForeignNamespace(
+                f"ids-{pid}.img: PID {pid} had its own {kind} namespace "
+                f"({WHAT_IT_HOLDS[kind]}): hiber cannot restore namespaces yet")

@@ -25,7 +25,7 @@ from .. import actions
 from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
 from ..images.imagedir import ImageDir
 from ..options import build_options
-from ..resources import cgroups, taskstate
+from ..resources import cgroups, ns, taskstate
 from ..resources.files import owners
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
@@ -82,9 +82,11 @@ def restore(images_dir, *, options=None, **given):
             log.info("Restoring %d process(es) from %s, root PID %d", len(plan.processes),
                      images.path, plan.root.pid)
 
-            with Subreaper():
+            namespaces = ns.TreeNamespaces(images, dict(plan.process_ids)[plan.root.pid])
+            with Subreaper(), contextlib.closing(namespaces):
+                namespaces.make()  # UTS, IPC: before the stubs, which are born in them
                 forking = time.perf_counter()
-                with cgroup_tree.namespace_for_stubs(plan):
+                with cgroup_tree.namespace_for_stubs(plan), namespaces.for_stubs():
                     stubs = fork_tree(plan)                             # 2. the stubs
                 forking = time.perf_counter() - forking
                 try:

@@ -71,7 +71,7 @@ class Plan:
         cow.plan_sharing(self)
         if check_files:
             # what restore cannot rebuild; plan_vdso inspects such images too
-            namespaces.refuse_namespaced_images(self.root_ids, self.process_ids)
+            namespaces.refuse_namespaced_images(self.root_ids, self.process_ids, images)
             checks.check_files(self)
 
     def close(self):

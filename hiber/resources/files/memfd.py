@@ -112,26 +112,41 @@ class SharedObjects:
         if not self.inodes:
             return
         images.write("MEMFD_INODE", None, [e for _, e, _ in self.inodes.values()])
-        view = memoryview(buffer)
         for number, (_, entry, fd) in self.inodes.items():
             size = os.fstat(fd).st_size
             self.pages_scanned += (size + PAGE_SIZE - 1) // PAGE_SIZE
-            with images.pagemap_writer(number, self.pages_ids[number], shmem=True) as w:
-                for start, end in _data_ranges(fd, size):
-                    offset = start
-                    while offset < end:
-                        n = min(len(buffer), end - offset)
-                        got = os.preadv(fd, [view[:n]], offset)
-                        if got < n:  # the object shrank: pad, as a hole reads
-                            view[got:n] = bytes(n - got)
-                        w.add(offset, n // PAGE_SIZE, PE_PRESENT, view[:n])
-                        offset += n
-                self.pages_written += w.pages_written
+            self.pages_written += write_object_pages(images, number, self.pages_ids[number],
+                                                     fd, size, buffer)
 
     def close(self):
         for _, _, fd in self.inodes.values():
             os.close(fd)
         self.inodes.clear()
+
+
+def write_object_pages(images, key, pages_id, fd, size, buffer):
+    """A shmem object's data (not its holes) as pagemap-shmem-KEY.img and
+    its pages file, vaddr being the offset in the object; pages written."""
+    view = memoryview(buffer)
+    with images.pagemap_writer(key, pages_id, shmem=True) as w:
+        for start, end in _data_ranges(fd, size):
+            offset = start
+            while offset < end:
+                n = min(len(buffer), end - offset)
+                got = os.preadv(fd, [view[:n]], offset)
+                if got < n:  # the object shrank: pad, as a hole reads
+                    view[got:n] = bytes(n - got)
+                w.add(offset, n // PAGE_SIZE, PE_PRESENT, view[:n])
+                offset += n
+        return w.pages_written
+
+
+def write_chunks(fd, chunks):
+    """(offset, bytes) chunks of a pages reader, written into the object."""
+    for offset, chunk in chunks:
+        done = 0
+        while done < len(chunk):
+            done += os.pwrite(fd, chunk[done:], offset + done)
 
 
 def _data_ranges(fd, size):
@@ -223,10 +238,7 @@ class StubObjects:
                 for offset, chunk in chunks:
                     area[offset:offset + len(chunk)] = chunk
             return
-        for offset, chunk in chunks:
-            done = 0
-            while done < len(chunk):
-                done += os.pwrite(fd, chunk[done:], offset + done)
+        write_chunks(fd, chunks)
 
     def reopen(self, inode_id, flags, pos, floor):
         """A new open file of an object, for an fd of the process."""

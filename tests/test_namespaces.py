@@ -24,6 +24,13 @@ def test_uts_and_ipc_namespaces_come_back(start_target, tmp_path):
     assert {e.desc.id for e in d.read("IPCNS_SHM", ids.ipc_ns_id)} == \
         {int(t.info["shm"]), int(t.info["private_shm"])}
 
+    for name in os.listdir(images):  # hiber decode | hiber encode gives the same bytes
+        if name.startswith(("ipcns-", "utsns-")):
+            shown = run_hiber("decode", "-i", images / name, check=True).stdout
+            again = run_hiber("encode", "-o", tmp_path / name, input=shown, check=True)
+            assert again.returncode == 0
+            assert (tmp_path / name).read_bytes() == (images / name).read_bytes()
+
     restore(images)
     child = int(t.info["child"])
     for kind in ("uts", "ipc"):

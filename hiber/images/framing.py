@@ -45,6 +45,29 @@ EXTRA_LENGTH = {
 }
 
 
+class QueuedMessages:
+    """ipcns-msg-N.img holds two kinds of entry: each queue's ipc_msg_entry,
+    then its qnum ipc_msg, each followed by its text padded to 8 bytes
+    (CRIU's ipc_ns.c).  Tells the class (and extra length) of the next one."""
+
+    def __init__(self):
+        self.messages_left = 0
+
+    def next_entry(self):
+        if self.messages_left:
+            self.messages_left -= 1
+            return classes["ipc_msg"], lambda m: (m.msize + 7) // 8 * 8
+        return classes["ipc_msg_entry"], None
+
+    def read(self, message):
+        if message.DESCRIPTOR.name == "ipc_msg_entry":
+            self.messages_left = message.qnum
+
+
+# Images whose entries are of more than one message: a reader of each.
+MIXED_ENTRIES = {"IPCNS_MSG": QueuedMessages}
+
+
 def message_class_for(image_type, index):
     """The message class of entry number ``index`` of an image type."""
     if image_type.message is None:
@@ -87,6 +110,7 @@ def iter_entries(f, path, image_type, offset):
     """Yield Entry objects from ``f``, positioned at ``offset``, until EOF."""
     index = 0
     extra_length = EXTRA_LENGTH.get(image_type.name)
+    mixed = MIXED_ENTRIES[image_type.name]() if image_type.name in MIXED_ENTRIES else None
     while True:
         head = f.read(4)
         if not head:
@@ -95,7 +119,10 @@ def iter_entries(f, path, image_type, offset):
             raise ImageError(path, offset, f"truncated entry length ({len(head)} of 4 bytes)")
         (size,) = U32.unpack(head)
         payload = _read_exact(f, size, path, offset, "entry")
-        cls = message_class_for(image_type, index)
+        if mixed is not None:
+            cls, extra_length = mixed.next_entry()
+        else:
+            cls = message_class_for(image_type, index)
         if cls is None:
             raise ImageError(path, offset, f"hiber cannot decode {image_type.name} entries yet")
         message = cls()
@@ -105,6 +132,8 @@ def iter_entries(f, path, image_type, offset):
             message.SerializeToString()
         except (DecodeError, EncodeError, ValueError, UnicodeError) as e:
             raise ImageError(path, offset, f"bad {cls.DESCRIPTOR.name} entry: {e}") from None
+        if mixed is not None:
+            mixed.read(message)
         entry = Entry(message, None, offset)
         offset += 4 + size
         if extra_length:

@@ -9,7 +9,7 @@ import binascii
 
 from ..errors import ImageError
 from . import magic as M
-from .framing import EXTRA_LENGTH, Entry, Image, encode_image, message_class_for
+from .framing import EXTRA_LENGTH, MIXED_ENTRIES, Entry, Image, encode_image, message_class_for
 from .pretty import from_dict, to_dict
 
 
@@ -17,7 +17,7 @@ def image_to_json(image, pretty=True):
     entries = []
     for entry in image.entries:
         d = to_dict(entry.message, pretty)
-        if image.type.name in EXTRA_LENGTH:
+        if image.type.name in EXTRA_LENGTH or entry.extra is not None:
             d["extra"] = base64.encodebytes(entry.extra or b"").decode()
         entries.append(d)
     # crit names a file by its magic; shared magics show the first name
@@ -34,8 +34,9 @@ def image_from_json(data, source="<json>"):
     if not isinstance(data["entries"], list):
         raise ImageError(source, None, '"entries" must be a list')
     image = Image(image_type)
+    mixed = MIXED_ENTRIES[image_type.name]() if image_type.name in MIXED_ENTRIES else None
     for index, item in enumerate(data["entries"]):
-        cls = message_class_for(image_type, index)
+        cls = mixed.next_entry()[0] if mixed else message_class_for(image_type, index)
         if cls is None:
             raise ImageError(source, None, f"hiber cannot encode {image_type.name} entries yet")
         item = dict(item) if isinstance(item, dict) else item
@@ -49,6 +50,8 @@ def image_from_json(data, source="<json>"):
             raise ImageError(source, None, f"entry {index}: {e}") from None
         except Exception as e:  # protobuf's EncodeError and range errors
             raise ImageError(source, None, f"entry {index}: {e}") from None
+        if mixed:
+            mixed.read(message)
         image.entries.append(Entry(message, extra))
     return image
 

@@ -74,7 +74,7 @@ IMAGE_TYPES = [
     _t("UTSNS", 0x54473203, "utsns-{}.img", "utsns_entry"),
     _t("IPC_VAR", 0x53115007, "ipcns-var-{}.img", "ipc_var_entry"),
     _t("IPCNS_SHM", 0x46283044, "ipcns-shm-{}.img", "ipc_shm_entry"),
-    _t("IPCNS_MSG", 0x55453737, "ipcns-msg-{}.img", None),
+    _t("IPCNS_MSG", 0x55453737, "ipcns-msg-{}.img", "ipc_msg_entry"),
     _t("IPCNS_SEM", 0x59573019, "ipcns-sem-{}.img", "ipc_sem_entry"),
     _t("NETDEV", 0x57373951, "netdev-{}.img", None),
     _t("NETNS", 0x55933752, "netns-{}.img", None),

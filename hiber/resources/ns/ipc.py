@@ -13,8 +13,6 @@ namespace's own next ids are set last, after the objects took theirs."""
 import os
 
 from ...errors import HiberError
-from ...images import framing
-from ...images import magic as M
 from ...images.messages import classes as C
 from ...images.pagemap import PAGE_SIZE
 from ...kernel import sysv
@@ -71,7 +69,7 @@ def dump(images, pid, ns_id, pages):
         images.write("IPC_VAR", ns_id, [_variables()])
         images.write("IPCNS_SHM", ns_id, _segments(images, pages))
         images.write("IPCNS_SEM", ns_id, _semaphores())
-        _write_queues(images.file_path("IPCNS_MSG", ns_id))
+        images.write("IPCNS_MSG", ns_id, _queues())
 
 
 def _variables():
@@ -127,21 +125,21 @@ def _semaphores():
     return entries
 
 
-def _write_queues(path):
-    """ipcns-msg-N.img mixes two messages: a queue's ipc_msg_entry, then qnum
-    ipc_msg, each followed by its text padded to 8 bytes."""
+def _queues():
+    """Each queue's entry, then each of its messages with its text padded to
+    8 bytes (framing.QueuedMessages reads them back)."""
     max_size = int(_sysctl("kernel/msgmax")[0])
-    with open(path, "wb") as f:
-        framing.write_magic(f, M.BY_NAME["IPCNS_MSG"])
-        for row in _objects("msg"):
-            desc = _desc(row, "msqid")
-            count = int(row["qnum"])
-            framing.write_entry(f, C["ipc_msg_entry"](desc=desc, qbytes=sysv.msg_qbytes(desc.id),
-                                                       qnum=count))
-            for index in range(count):
-                mtype, text = sysv.msg_copy(desc.id, index, max_size)
-                framing.write_entry(f, C["ipc_msg"](mtype=mtype, msize=len(text)),
-                                    text + bytes(-len(text) % 8))
+    entries = []
+    for row in _objects("msg"):
+        desc = _desc(row, "msqid")
+        count = int(row["qnum"])
+        entries.append(C["ipc_msg_entry"](desc=desc, qbytes=sysv.msg_qbytes(desc.id),
+                                          qnum=count))
+        for index in range(count):
+            mtype, text = sysv.msg_copy(desc.id, index, max_size)
+            entries.append((C["ipc_msg"](mtype=mtype, msize=len(text)),
+                            text + bytes(-len(text) % 8)))
+    return entries
 
 
 # ---- restore ----------------------------------------------------------------
@@ -158,10 +156,12 @@ def make(images, ns_id):
             _make_segment(images, entry.message, entry.extra)
         for entry in _entries(images, "IPCNS_SEM", ns_id):
             _make_semaphores(entry.message, entry.extra)
-        path = images.file_path("IPCNS_MSG", ns_id)
-        if os.path.exists(path):
-            for queue, messages in _read_queues(path):
-                _make_queue(queue, messages)
+        queue = None
+        for entry in _entries(images, "IPCNS_MSG", ns_id):
+            if entry.message.DESCRIPTOR.name == "ipc_msg_entry":
+                queue = _make_queue(entry.message)
+            else:
+                sysv.msgsnd(queue, entry.message.mtype, entry.extra[:entry.message.msize])
         for field, name in NEXT_IDS:
             if var.HasField(field):
                 _set_sysctl(name, getattr(var, field))
@@ -208,43 +208,7 @@ def _make_semaphores(sem, raw):
     sysv.set_sem_values(ipc_id, values)
 
 
-def _make_queue(queue, messages):
+def _make_queue(queue):
     ipc_id = _with_id("msg", queue.desc, sysv.msgget)
     sysv.set_owner("msg", ipc_id, queue.desc.uid, queue.desc.gid, qbytes=queue.qbytes)
-    for message, text in messages:
-        sysv.msgsnd(ipc_id, message.mtype, text[:message.msize])
-
-
-def _read_queues(path):
-    with open(path, "rb") as f:
-        image_type, offset = framing.read_magic(f, path)
-        queues = []
-        while True:
-            queue = _read_one(f, path, "ipc_msg_entry")
-            if queue is None:
-                return queues
-            messages = []
-            for _ in range(queue.qnum):
-                message = _read_one(f, path, "ipc_msg")
-                if message is None:
-                    raise IpcError(f"{path}: the queue {queue.desc.id} ends before its "
-                                   f"{queue.qnum} messages")
-                padded = (message.msize + 7) // 8 * 8
-                text = f.read(padded)
-                if len(text) != padded:
-                    raise IpcError(f"{path}: message text cut short")
-                messages.append((message, text))
-            queues.append((queue, messages))
-
-
-def _read_one(f, path, name):
-    head = f.read(4)
-    if not head:
-        return None
-    size = int.from_bytes(head, "little")
-    payload = f.read(size)
-    if len(head) != 4 or len(payload) != size:
-        raise IpcError(f"{path}: an entry is cut short")
-    message = C[name]()
-    message.ParseFromString(payload)
-    return message
+    return ipc_id

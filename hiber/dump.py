@@ -327,7 +327,7 @@ def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had
         images.write("FDINFO", c.ids.files_id, c.fdinfo)
     file_table.write_images(images)  # files.img, and pipe data and the like
     images.write("SECCOMP", None, [seccomp.entry])
-    images.write("TIMENS", 0, [task.timens_entry()])
+    ns.time.dump(images, tree.root, collected[0].ids.time_ns_id)
     if cgroup_image is not None:  # none when the whole tree is in hiber's cgroups
         images.write("CGROUP", None, [cgroup_image])
     # the inventory last: a dir without it is recognisably incomplete

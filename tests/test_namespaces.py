@@ -3,9 +3,12 @@ its host and domain names and its SysV objects (ids, keys, owners, data);
 nested namespaces are refused in one line, leaving the tree running."""
 
 import os
+import signal
 import socket
+import sys
+import time
 
-from conftest import dump, restore, run_hiber
+from conftest import Target, dump, reap_orphans, restore, run_hiber
 from hiber.images.imagedir import ImageDir
 
 
@@ -48,3 +51,73 @@ def test_nested_namespaces_are_refused(start_target, tmp_path):
     assert "2 different uts namespaces" in message
     assert t.alive()
     t.check()
+
+
+CLOCK_WRITER = """
+import os, sys, time
+path = sys.argv[1]
+print("READY", flush=True)
+os.dup2(os.open("/dev/null", os.O_WRONLY), 1)  # the output file is the parent's too
+os.dup2(1, 2)
+while True:
+    with open(path + ".new", "w") as f:
+        f.write(repr(time.clock_gettime(time.CLOCK_MONOTONIC)))
+    os.replace(path + ".new", path)
+    time.sleep(0.01)
+"""
+
+
+def _clock_seen(path, after):
+    """The restored writer's next reading of its CLOCK_MONOTONIC."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if path.stat().st_mtime_ns > after:
+            return float(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError("the restored process wrote no clock reading")
+
+
+def _writer(tmp_path, *prefix):
+    clock = tmp_path / "clock"
+    t = Target(prefix[0] if prefix else sys.executable,
+               [*prefix[1:], sys.executable, "-c", CLOCK_WRITER, clock] if prefix
+               else ["-c", CLOCK_WRITER, clock], tmp_path)
+    t.wait_ready()
+    while not clock.exists():
+        time.sleep(0.01)
+    return t, clock
+
+
+def _downtime_is_hidden(t, pid, clock, tmp_path, *restore_options):
+    images = tmp_path / "images"
+    result = run_hiber("dump", "-t", pid, "-D", images)
+    assert result.returncode == 0, result.stderr.decode()
+    t.wait(10)
+    reap_orphans()
+    before = float(clock.read_text())
+    time.sleep(1.5)  # time spent in images: the tree must not see it
+    mark = time.time_ns()
+    restore(images, *restore_options)
+    try:
+        after = _clock_seen(clock, mark)
+        assert before < after < before + 1.0, (before, after)
+        assert _ns(pid, "time") != _ns(os.getpid(), "time")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        reap_orphans()
+    return before
+
+
+def test_clocks_go_on_from_the_dumped_values(tmp_path):
+    t, clock = _writer(tmp_path)
+    _downtime_is_hidden(t, t.pid, clock, tmp_path)
+
+
+def test_a_time_namespace_of_the_trees_own(tmp_path):
+    # util-linux unshare forks the writer into a time namespace 1000 s ahead
+    t, clock = _writer(tmp_path, "/usr/bin/unshare", "--time", "--fork", "--monotonic",
+                       "1000")
+    writer = int(open(f"/proc/{t.pid}/task/{t.pid}/children").read().split()[0])
+    # (the writer is not its session's leader: -j puts it in hiber's session)
+    before = _downtime_is_hidden(t, writer, clock, tmp_path, "-j")
+    assert before > time.clock_gettime(time.CLOCK_MONOTONIC) + 900

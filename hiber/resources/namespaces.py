@@ -50,17 +50,28 @@ def _ns_inode(path):
 
 
 def foreign_namespaces(pid):
-    """Kinds of namespace in which pid differs from hiber itself."""
+    """Kinds of namespace in which pid differs from hiber itself.  The
+    namespaces its children would be born in are its own but after an
+    unshare(CLONE_NEWPID/NEWTIME) with no child yet: those it has to itself
+    are no namespaces of its own."""
     if not proc.exists(pid):
         return []
-    return [kind for kind in KINDS
-            if _ns_inode(f"/proc/{pid}/ns/{kind}") not in (None, _ns_inode(f"/proc/self/ns/{kind}"))]
+    found = []
+    for kind in KINDS:
+        theirs = _ns_inode(f"/proc/{pid}/ns/{kind}")
+        if theirs in (None, _ns_inode(f"/proc/self/ns/{kind}")):
+            continue
+        if kind.endswith("_for_children") and \
+                theirs == _ns_inode(f"/proc/{pid}/ns/{kind[:-len('_for_children')]}"):
+            continue
+        found.append(kind)
+    return found
 
 
 # kinds hiber rebuilds (resources/cgroups, resources/ns), and the image that
 # describes each such namespace (the cgroup one is in cgroup.img)
-REBUILT = ("cgroup", "uts", "ipc")
-IMAGE_OF = {"uts": "UTSNS", "ipc": "IPC_VAR"}
+REBUILT = ("cgroup", "uts", "ipc", "time")
+IMAGE_OF = {"uts": "UTSNS", "ipc": "IPC_VAR", "time": "TIMENS"}
 
 
 def refuse_foreign_namespaces(pids):

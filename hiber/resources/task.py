@@ -1,8 +1,7 @@
-"""Process-level images: pstree.img, ids-PID.img, inventory.img,
-timens-N.img (spec §2.1, §2.2, §2.11, §2.19); seccomp.img is seccomp.py's."""
+"""Process-level images: pstree.img, ids-PID.img, inventory.img (spec §2.1,
+§2.2, §2.11); seccomp.img is seccomp.py's, timens-N.img ns/time.py's."""
 
 import os
-import time
 import uuid
 
 from ..images.messages import classes
@@ -101,11 +100,3 @@ def inventory(root_ids, allow_uprobes):
     return inv
 
 
-def timens_entry():
-    """CLOCK_MONOTONIC and CLOCK_BOOTTIME now (timens-0.img: the tree shares
-    hiber's time namespace)."""
-    def ts(clock):
-        ns = time.clock_gettime_ns(clock)
-        return C["timespec"](tv_sec=ns // 10**9, tv_nsec=ns % 10**9)
-    return C["timens_entry"](monotonic=ts(time.CLOCK_MONOTONIC),
-                             boottime=ts(time.CLOCK_BOOTTIME))

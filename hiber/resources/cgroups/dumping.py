@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...images.messages import classes as C
-from ...kernel import sys
+from ..ns import switch
 from . import hierarchies as h
 
 LLONG_MAX = (1 << 63) - 1
@@ -155,31 +155,16 @@ def namespace_roots(pid, only=()):
 def _memberships_seen_from(pid, only):
     """/proc/PID/cgroup as a task in pid's cgroup namespace reads it: paths
     are shown from the reader's namespace root (cgroup_namespaces(7))."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            with open(f"/proc/{pid}/ns/cgroup") as ns:
-                sys.setns(ns.fileno(), sys.CLONE_NEWCGROUP)
-            with open(f"/proc/{pid}/cgroup", "rb") as f:
-                sys.write_all(write_end, f.read())
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(write_end)
+    def read():
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
     try:
-        data = b""
-        while chunk := os.read(read_end, 65536):
-            data += chunk
-    finally:
-        os.close(read_end)
-        _, status = os.waitpid(child, 0)
-    if status != 0:
+        text = switch.seen_from("cgroup", pid, read)
+    except OSError:
         raise h.CgroupError(f"PID {pid}: cannot read its cgroups from inside its cgroup "
-                            "namespace")
+                            "namespace") from None
     found = []
-    for line in data.decode().splitlines():
+    for line in text.splitlines():
         _, names, where = line.split(":", 2)
         if not only or names in only:
             found.append((names, where))

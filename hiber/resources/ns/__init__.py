@@ -3,6 +3,7 @@
     switch.py  entering a namespace for a moment; making a new one
     uts.py     host and domain name (utsns-N.img)
     ipc.py     System V objects and IPC limits (ipcns-*-N.img)
+    time.py    the clocks, which go on from their dumped values (timens-N.img)
 
 (The cgroup namespace is resources/cgroups', as it is rooted in cgroups.)
 
@@ -17,7 +18,7 @@ import logging
 import os
 
 from .. import namespaces
-from . import ipc, switch, uts
+from . import ipc, switch, time, uts
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class TreeNamespaces:
 
     def __init__(self, images, root_ids):
         self.images = images
+        self.time_ns_id = root_ids.time_ns_id
         self.wanted = [(kind, module, getattr(root_ids, field))
                        for kind, (module, field) in KINDS.items()
                        if root_ids.HasField(field) and _dumped(images, kind,
@@ -61,6 +63,7 @@ class TreeNamespaces:
         with contextlib.ExitStack() as stack:
             for kind, fd in self.made.items():
                 stack.enter_context(switch.inside(kind, fd))
+            stack.enter_context(time.for_stubs(self.images, self.time_ns_id))
             yield
 
     def close(self):

@@ -7,11 +7,14 @@ by unshare() lives on after hiber leaves it as long as a descriptor of it is
 open (namespaces(7)); processes forked while hiber is inside are born in it."""
 
 import contextlib
+import json
 import os
 
 from ...kernel import sys
 
-CLONE_FLAGS = {"uts": 0x04000000, "ipc": 0x08000000, "cgroup": sys.CLONE_NEWCGROUP}
+CLONE_NEWTIME = 0x00000080
+CLONE_FLAGS = {"uts": 0x04000000, "ipc": 0x08000000, "cgroup": sys.CLONE_NEWCGROUP,
+               "time": CLONE_NEWTIME}
 
 
 def _own(kind):
@@ -66,3 +69,33 @@ def fresh(kind):
 
 def same_as_hiber(kind, pid):
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino
+
+
+def seen_from(kind, pid, work):
+    """work() run by a helper process in pid's namespace of this kind, for
+    what only a member sees (its clocks, its cgroup paths), where hiber
+    itself may not or should not go (a time namespace can only be entered
+    by a single-threaded process, and changes its clocks); work's result
+    travels back as JSON."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            with open(f"/proc/{pid}/ns/{kind}") as ns:
+                sys.setns(ns.fileno(), CLONE_FLAGS[kind])
+            sys.write_all(write_end, json.dumps(work()).encode())
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.close(write_end)
+    try:
+        data = b""
+        while chunk := os.read(read_end, 65536):
+            data += chunk
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise OSError(f"cannot look from inside the {kind} namespace of PID {pid}")
+    return json.loads(data)

@@ -12,13 +12,14 @@ pages file into the task by injected preadv calls.
 from ..errors import HiberError
 from ..images import vma as V
 from ..images.pagemap import PAGE_SIZE, PE_LAZY, PageRun
-from ..kernel import proc
+from ..kernel import proc, sysv  # noqa: F401 - sysv: the shmat syscall's number
 from ..kernel.sys import IOV_MAX
 from . import mlock, uprobes, vmanames
 
 # ---- restore half: build the image's address space inside a stub ----------
 
 MAP_FIXED = 0x10
+SHM_RDONLY, SHM_EXEC = 0o10000, 0o100000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_GUARD_INSTALL = 102
 MADV_POPULATE_WRITE = 23
@@ -151,6 +152,9 @@ class MemoryRestore:
                 self.remote.syscall("mremap", self.premapped[v.start], size, size,
                                     MREMAP_MAYMOVE | MREMAP_FIXED, v.start)
                 continue
+            if v.status & V.VMA_AREA_SYSVIPC:
+                self._attach_segment(v)
+                continue
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
             flags = mlock.mmap_flags(v) | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
@@ -162,6 +166,20 @@ class MemoryRestore:
             if got != v.start:
                 raise HiberError(f"PID {self.remote.pid}: mapping 0x{v.start:x} landed at "
                                  f"0x{got:x}")
+
+    def _attach_segment(self, v):
+        """SysV shared memory: attached again by its id, in the IPC namespace
+        the stub was born in; its contents are the segment's."""
+        flags = (0 if v.prot & V.PROT_WRITE else SHM_RDONLY) | \
+            (SHM_EXEC if v.prot & V.PROT_EXEC else 0)
+        try:
+            got = self.remote.syscall("shmat", v.shmid, v.start, flags)
+        except OSError as e:
+            raise HiberError(f"PID {self.remote.pid}: cannot attach SysV shared memory "
+                             f"segment {v.shmid} at 0x{v.start:x}: {e.strerror}") from None
+        if got != v.start:
+            raise HiberError(f"PID {self.remote.pid}: SysV segment {v.shmid} attached at "
+                             f"0x{got:x}, not 0x{v.start:x}")
 
     def fill_pages(self, progress=None):
         """preadv from the pages file straight into the task's memory: the

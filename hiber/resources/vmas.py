@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..errors import HiberError
 from ..images import vma as V
 from ..images.messages import classes
+from ..images.pagemap import PAGE_SIZE
 from ..kernel import pagescan, proc
 from . import mlock, vdso, vmanames
 from .files.memfd import ANON_HUGETLB_PATH, is_shmem_path
@@ -214,9 +215,7 @@ class VmaClassifier:
         if is_shmem_path(m.path):
             return self._shmem_vma(e, m, link, extra_flags)
         if m.path.startswith("/SYSV"):
-            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is SysV "
-                                     "shared memory, which needs the IPC namespace dumped; "
-                                     "not supported yet")
+            return self._sysv_vma(e, m, link, extra_flags)
         if m.path.endswith(" (deleted)"):
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} maps the "
                                      f"deleted file {m.path[:-10]}; hiber cannot dump deleted "
@@ -245,6 +244,20 @@ class VmaClassifier:
         # private file
         return self._backed_by(e, m, self.files.shmem.mapping(m.path, link), extra_flags,
                                V.VMA_AREA_MEMFD)
+
+    def _sysv_vma(self, e, m, link, extra_flags):
+        """An attached SysV shared memory segment: its contents are the IPC
+        namespace's (resources/ns/ipc.py), the process is attached again by
+        id (the segment's inode number is its IPC id, ipc/shm.c)."""
+        size = os.stat(link).st_size
+        if m.offset or m.end - m.start != (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE:
+            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is part "
+                                     f"of SysV shared memory segment {m.inode}; hiber attaches "
+                                     "whole segments only")
+        e.status = V.VMA_AREA_REGULAR | V.VMA_AREA_SYSVIPC
+        e.flags = V.MAP_SHARED | extra_flags
+        e.shmid = m.inode
+        return e
 
     def _backed_by(self, e, m, file_id, extra_flags, extra_status=0):
         """A file-backed vma_entry: its file entry, offset, open mode, kind."""

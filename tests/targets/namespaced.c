@@ -1,7 +1,8 @@
 /* A process tree in UTS and IPC namespaces of its own, as in a container:
  * a host and domain name, a SysV shared memory segment (data, a hole, an
  * owner), a private one, a semaphore set with values and a message queue
- * with two messages queued. A child shares the namespaces ("nested" as
+ * with two messages queued; the segment stays attached, read-write.
+ * A child shares the namespaces ("nested" as
  * argv[1]: the child unshares a UTS namespace of its own). After the check
  * signal everything must be as it was, with the same ids. */
 #include "harness.h"
@@ -52,6 +53,7 @@ int main(int argc, char **argv)
 	shmctl(shm, IPC_STAT, &ds);
 	ds.shm_perm.uid = 1000;
 	shmctl(shm, IPC_SET, &ds);
+	char *live = shmat(shm, NULL, 0);
 	int private_shm = shmget(IPC_PRIVATE, PAGE, IPC_CREAT | 0600);
 	area = shmat(private_shm, NULL, 0);
 	strcpy(area, "private");
@@ -97,6 +99,11 @@ int main(int argc, char **argv)
 		if (area[i] != (i < PAGE ? 'a' : i >= 2 * PAGE && i < 2 * PAGE + 100 ? 'c' : 0))
 			data_ok = 0;
 	expect(data_ok, "the segment's data");
+	expect(live[0] == 'a' && live[2 * PAGE] == 'c', "the attached segment's data");
+	live[PAGE] = 'z';  /* written through the attachment that came back */
+	expect(area[PAGE] == 'z', "the attachment is the segment itself");
+	shmctl(shm, IPC_STAT, &ds);
+	expect(ds.shm_nattch == 3, "attachments (ours, the child's, area): %lu", (unsigned long)ds.shm_nattch);
 	shmdt(area);
 	area = shmat(private_shm, NULL, SHM_RDONLY);
 	expect(area != (void *)-1 && !strcmp(area, "private"), "the private segment");

@@ -101,7 +101,7 @@ def dump(pid, images_dir, *, options=None, **given):
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
     ids = task.IdAllocator()
     file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
-                                 ids.root_ids.net_ns_id, options=options)
+                                 ids.ns_id(pid, "net"), options=options)
     seccomp = SeccompFilters()
     previous = dirty.Previous()
     try:
@@ -113,18 +113,21 @@ def dump(pid, images_dir, *, options=None, **given):
         next_pages_id = 1
         zombies = {p.pid: core.zombie_core(p.pid) for p in tree.processes.values()
                    if p.zombie}
-        for p in tree.processes.values():
-            if p.zombie:
-                continue
-            c = collect_process(tree, p, file_table, ids, seccomp, options,
-                                previous.parent.get(p.pid) if previous.tracked(p.pid) else None)
-            for tid in sorted(c.cores, key=lambda t: t != p.pid):  # the leader first
-                c.cores[tid].thread_core.cg_set = cgroup_sets.set_of(p.pid, tid)
-            # CRIU numbers a process's shared objects before its own pages (§1.7)
-            next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
-            c.pages_id = next_pages_id
-            next_pages_id += 1
-            collected.append(c)
+        # sockets are looked up (sock_diag) from inside the tree's network namespace
+        with ns.network_of(pid):
+            for p in tree.processes.values():
+                if p.zombie:
+                    continue
+                c = collect_process(tree, p, file_table, ids, seccomp, options,
+                                    previous.parent.get(p.pid) if previous.tracked(p.pid)
+                                    else None)
+                for tid in sorted(c.cores, key=lambda t: t != p.pid):  # the leader first
+                    c.cores[tid].thread_core.cg_set = cgroup_sets.set_of(p.pid, tid)
+                # CRIU numbers a process's shared objects before its own pages (§1.7)
+                next_pages_id = file_table.shmem.assign_pages_ids(next_pages_id)
+                c.pages_id = next_pages_id
+                next_pages_id += 1
+                collected.append(c)
         next_pages_id = ns.dump(images, pid, collected[0].ids, next_pages_id)
         had_uprobes = any(c.had_uprobes for c in collected)
         file_table.finish()

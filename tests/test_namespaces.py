@@ -3,6 +3,7 @@ its host and domain names and its SysV objects (ids, keys, owners, data);
 nested namespaces are refused in one line, leaving the tree running."""
 
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -121,3 +122,71 @@ def test_a_time_namespace_of_the_trees_own(tmp_path):
     # (the writer is not its session's leader: -j puts it in hiber's session)
     before = _downtime_is_hidden(t, writer, clock, tmp_path, "-j")
     assert before > time.clock_gettime(time.CLOCK_MONOTONIC) + 900
+
+
+NET_SETUP = ("ip link set lo up && ip addr add 10.7.7.7/32 dev lo && "
+             "ip route add 10.9.0.0/16 dev lo && echo 7 > /proc/sys/net/unix/max_dgram_qlen && "
+             "exec {python} -c {code}")
+NET_PROGRAM = """
+import socket, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+server.bind("\\0hiber-netns-test")  # abstract names are per network namespace
+print("READY", flush=True)
+while True:
+    data, peer = server.recvfrom(100)
+    if data == b"addresses?":
+        import subprocess
+        out = subprocess.run(["ip", "-o", "addr"], capture_output=True).stdout
+        routes = subprocess.run(["ip", "route"], capture_output=True).stdout
+        qlen = open("/proc/sys/net/unix/max_dgram_qlen").read()
+        open(sys.argv[1], "wb").write(out + routes + qlen.encode())
+"""
+
+
+def test_a_network_namespace_of_the_trees_own(tmp_path):
+    report = tmp_path / "report"
+    code = NET_SETUP.format(python=sys.executable, code=shlex.quote(NET_PROGRAM))
+    t = Target("/usr/bin/unshare", ["-n", "sh", "-c", code + f" {report}"], tmp_path)
+    try:
+        t.wait_ready()
+        images = tmp_path / "images"
+        dump(t, images)
+        names = os.listdir(images)
+        assert {n.split("-")[0] for n in names} >= {"netdev", "netns", "ifaddr", "route"}
+        restore(images)
+        assert _ns(t.pid, "net") != _ns(os.getpid(), "net")
+        # ask it, from inside its namespace, what it sees
+        fd = os.open(f"/proc/{t.pid}/ns/net", os.O_RDONLY)
+        try:
+            from hiber.resources.ns import switch
+            with switch.inside("net", fd):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"addresses?", "\0hiber-netns-test")
+        finally:
+            os.close(fd)
+        deadline = time.monotonic() + 10
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen = report.read_text()
+        assert "10.7.7.7/32" in seen and "10.9.0.0/16 dev lo" in seen, seen
+        assert seen.rstrip().endswith("7"), seen
+    finally:
+        t.stop()
+
+
+def test_a_network_namespace_with_other_links_is_refused(tmp_path):
+    code = (f"ip link add v7 type veth peer name v8 && exec {sys.executable} -c "
+            f"{shlex.quote(SLEEPER)}")
+    t = Target("/usr/bin/unshare", ["-n", "sh", "-c", code], tmp_path)
+    try:
+        t.wait_ready()
+        result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images")
+        message = result.stderr.decode()
+        assert result.returncode == 1 and message.count("\n") == 1, message
+        assert "veth link v" in message
+        assert t.alive()
+    finally:
+        t.stop()
+
+
+SLEEPER = "import time; print('READY', flush=True); time.sleep(120)"

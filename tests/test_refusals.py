@@ -30,8 +30,9 @@ def refused(tmp_path, target, *extra):
     return err
 
 
-# (UTS, IPC and cgroup namespaces come back: test_namespaces.py, test_cgroups.py)
-@pytest.mark.parametrize("kind,flag", [("mnt", "-m"), ("net", "-n")])
+# (UTS, IPC, network, time and cgroup namespaces come back: test_namespaces.py,
+# test_cgroups.py)
+@pytest.mark.parametrize("kind,flag", [("mnt", "-m")])
 def test_process_in_its_own_namespace_is_refused(tmp_path, kind, flag):
     t = python_target(tmp_path, SLEEPER, prefix=("/usr/bin/unshare", flag))
     try:

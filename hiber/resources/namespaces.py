@@ -70,8 +70,8 @@ def foreign_namespaces(pid):
 
 # kinds hiber rebuilds (resources/cgroups, resources/ns), and the image that
 # describes each such namespace (the cgroup one is in cgroup.img)
-REBUILT = ("cgroup", "uts", "ipc", "time")
-IMAGE_OF = {"uts": "UTSNS", "ipc": "IPC_VAR", "time": "TIMENS"}
+REBUILT = ("cgroup", "uts", "ipc", "time", "net")
+IMAGE_OF = {"uts": "UTSNS", "ipc": "IPC_VAR", "time": "TIMENS", "net": "NETNS"}
 
 
 def refuse_foreign_namespaces(pids):

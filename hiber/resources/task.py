@@ -56,6 +56,10 @@ class IdAllocator:
     def ids(self, pid):
         return self._ids_of(pid)
 
+    def ns_id(self, pid, kind):
+        """The id of pid's namespace of this kind (as ids-PID.img will say)."""
+        return self._ns(pid, kind)
+
 
 def _same(pid1, pid2, kind):
     try:

@@ -3,6 +3,7 @@
     switch.py  entering a namespace for a moment; making a new one
     uts.py     host and domain name (utsns-N.img)
     ipc.py     System V objects and IPC limits (ipcns-*-N.img)
+    net.py     links, addresses, routes, rules, sysctls, nftables (netdev, netns...)
     time.py    the clocks, which go on from their dumped values (timens-N.img)
 
 (The cgroup namespace is resources/cgroups', as it is rooted in cgroups.)
@@ -18,12 +19,12 @@ import logging
 import os
 
 from .. import namespaces
-from . import ipc, switch, time, uts
+from . import ipc, net, switch, time, uts
 
 log = logging.getLogger(__name__)
 
 # kind -> (module, task_kobj_ids_entry field)
-KINDS = {"uts": (uts, "uts_ns_id"), "ipc": (ipc, "ipc_ns_id")}
+KINDS = {"uts": (uts, "uts_ns_id"), "ipc": (ipc, "ipc_ns_id"), "net": (net, "net_ns_id")}
 
 
 def dump(images, root_pid, root_ids, next_pages_id):
@@ -39,6 +40,14 @@ def dump(images, root_pid, root_ids, next_pages_id):
         if not switch.same_as_hiber(kind, root_pid):
             module.dump(images, root_pid, getattr(root_ids, field), pages)
     return counter[0]
+
+
+def network_of(pid):
+    """hiber's thread in pid's network namespace for the block, when it is
+    not hiber's: sock_diag and /proc/net see the sockets of the caller's."""
+    if switch.same_as_hiber("net", pid):
+        return contextlib.nullcontext()
+    return switch.inside_of("net", pid)
 
 
 class TreeNamespaces:

@@ -13,8 +13,8 @@ import os
 from ...kernel import sys
 
 CLONE_NEWTIME = 0x00000080
-CLONE_FLAGS = {"uts": 0x04000000, "ipc": 0x08000000, "cgroup": sys.CLONE_NEWCGROUP,
-               "time": CLONE_NEWTIME}
+CLONE_FLAGS = {"uts": 0x04000000, "ipc": 0x08000000, "net": 0x40000000,
+               "cgroup": sys.CLONE_NEWCGROUP, "time": CLONE_NEWTIME}
 
 
 def _own(kind):

@@ -236,6 +236,8 @@ def _add_common_options(p):
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
+    p.add_argument("--file-locks", action="store_true",
+                   help="dump and restore the file locks the tree holds")
     p.add_argument("--manage-cgroups", nargs="?", const="soft", default="soft",
                    choices=["ignore", "none", "props", "soft", "full", "strict"],
                    help="what restore does with the dumped cgroups (criu's modes; "
@@ -257,7 +259,7 @@ def _add_common_options(p):
 # criu options that only allow state hiber refuses anyway (sockets but pairs, deleted
 # files, file locks): with nothing of the kind in the tree they change
 # nothing; with something, the dump is refused naming it, flag or not
-PERMISSIONS = ("--tcp-established", "--tcp-close", "--file-locks", "--link-remap",
+PERMISSIONS = ("--tcp-established", "--tcp-close", "--link-remap",
                "--evasive-devices", "--force-irmap", "--skip-in-flight",
                "--tcp-skip-in-flight", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
@@ -328,6 +330,7 @@ def options_from(args):
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
         manage_cgroups=getattr(args, "manage_cgroups", "soft"),
+        file_locks=getattr(args, "file_locks", False),
         cgroup_roots=tuple(_cgroup_root(r) for r in getattr(args, "cgroup_root", [])),
         cgroup_yard=_in_work_dir(args, getattr(args, "cgroup_yard", None)),
         cgroup_dump_controllers=tuple(getattr(args, "cgroup_dump_controller", [])),

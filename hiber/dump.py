@@ -106,7 +106,7 @@ def dump(pid, images_dir, *, options=None, **given):
     previous = dirty.Previous()
     try:
         fault_point(options, "frozen")
-        check_tree(tree, options.allow_uprobes)
+        check_tree(tree, options.allow_uprobes, options.file_locks)
         cgroup_sets = cgroups.CgroupDump(options, pid)
         previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
         collected = []
@@ -139,8 +139,11 @@ def dump(pid, images_dir, *, options=None, **given):
                                      lazy_store=lazy_store)
         clock.stop("memdump")
         clock.start("memwrite")
+        more = [("CGROUP", None, cgroup_sets.image())]  # none when all is in hiber's
+        if options.file_locks:
+            more.append(("FILE_LOCKS", None, locks.dump(collected)))
         write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes,
-                     cgroup_sets.image())
+                     more)
         clock.stop("memwrite")
         fault_point(options, "written")
         # a migration script may say "don't kill it": the tree runs on and
@@ -179,11 +182,12 @@ def dump(pid, images_dir, *, options=None, **given):
                       {k: round(v, 6) for k, v in clock.marks.items()})
 
 
-def check_tree(tree, allow_uprobes):
+def check_tree(tree, allow_uprobes, file_locks=False):
     """Refuse early what cannot be dumped, before touching anything."""
     live = live_pids(tree)
     namespaces.refuse_foreign_namespaces(live)
-    locks.refuse_file_locks(live)
+    if not file_locks:
+        locks.refuse_file_locks(live)
     for p in tree.processes.values():
         if p.zombie:
             continue  # nothing mapped, nothing to check
@@ -317,7 +321,8 @@ def connect_page_server(images, options):
 
 
 def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had_uprobes,
-                 cgroup_image=None):
+                 more=()):
+    """Every image but the pages; more: (type, key, entries or entry or None)."""
     images.write("PSTREE", None, task.pstree_entries(tree))
     for pid, entry in zombies.items():
         images.write("CORE", pid, [entry])  # a zombie has a core and nothing else
@@ -331,8 +336,9 @@ def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had
     file_table.write_images(images)  # files.img, and pipe data and the like
     images.write("SECCOMP", None, [seccomp.entry])
     ns.time.dump(images, tree.root, collected[0].ids.time_ns_id)
-    if cgroup_image is not None:  # none when the whole tree is in hiber's cgroups
-        images.write("CGROUP", None, [cgroup_image])
+    for type_name, key, entries in more:
+        if entries is not None:
+            images.write(type_name, key, entries if isinstance(entries, list) else [entries])
     # the inventory last: a dir without it is recognisably incomplete
     images.write("INVENTORY", None, [task.inventory(ids.root_ids, had_uprobes)])
 
@@ -379,7 +385,7 @@ def pre_dump(pid, images_dir, *, options=None, **given):
     previous = dirty.Previous()
     collected = []
     try:
-        check_tree(tree, options.allow_uprobes)
+        check_tree(tree, options.allow_uprobes, options.file_locks)
         previous = dirty.adopt(images.path, options.prev_images_dir, live_pids(tree))
         for n, p in enumerate(tree.processes.values(), start=1):
             if p.zombie:

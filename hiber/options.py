@@ -71,6 +71,9 @@ class Options:
     # --cgroup-root as (controller or None, path) pairs, --cgroup-yard,
     # --cgroup-dump-controller
     manage_cgroups: str = "soft"
+    # dump and restore the tree's file locks (criu --file-locks; without it
+    # a tree holding one, or images holding some, are refused)
+    file_locks: bool = False
     cgroup_roots: tuple = ()
     cgroup_yard: str | None = None
     cgroup_dump_controllers: tuple = ()

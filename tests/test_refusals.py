@@ -51,31 +51,17 @@ LOCKERS = {
 
 
 @pytest.mark.parametrize("how", sorted(LOCKERS))
-@pytest.mark.parametrize("flags", [(), ("--file-locks",)])
-def test_file_lock_is_refused_and_kept(tmp_path, how, flags):
+def test_file_lock_without_the_option_is_refused_and_kept(tmp_path, how):
+    # with --file-locks they come back: test_file_locks.py
     path = tmp_path / "locked"
     code = (f"import fcntl, struct, time; f = open({str(path)!r}, 'w'); {LOCKERS[how]}; "
             "print('READY', flush=True); time.sleep(120)")
     t = python_target(tmp_path, code)
     try:
-        err = refused(tmp_path, t, *flags)
-        assert f"PID {t.pid} holds a" in err and "lock" in err
+        err = refused(tmp_path, t)
+        assert f"PID {t.pid} holds a" in err and "--file-locks" in err
         locks = open("/proc/locks").read()
         assert f" {t.pid} " in locks or how == "ofd", locks  # still held
-    finally:
-        t.stop()
-
-
-def test_sqlite_in_exclusive_mode_is_refused(tmp_path):
-    # the case: restoring without the lock would let others write
-    code = ("import sqlite3, time; db = sqlite3.connect(%r); "
-            "db.execute('PRAGMA locking_mode=EXCLUSIVE'); "
-            "db.execute('CREATE TABLE t(x)'); db.execute('INSERT INTO t VALUES (1)'); "
-            "db.commit(); print('READY', flush=True); time.sleep(120)") % str(tmp_path / "db")
-    t = python_target(tmp_path, code)
-    try:
-        err = refused(tmp_path, t, "--file-locks")
-        assert "lock" in err
     finally:
         t.stop()
 

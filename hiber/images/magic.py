@@ -65,7 +65,7 @@ IMAGE_TYPES = [
     _t("TTY_INFO", 0x59453036, "tty-info.img", "tty_info_entry"),
     _t("TTY_DATA", 0x59413026, "tty-data.img", "tty_data_entry"),
     _t("CGROUP", 0x59383330, "cgroup.img", "cgroup_entry"),
-    _t("FILE_LOCKS", 0x54323616, "filelocks.img", None),
+    _t("FILE_LOCKS", 0x54323616, "filelocks.img", "file_lock_entry"),
     _t("REMAP_FPATH", 0x59133954, "remap-fpath.img", None),
     _t("GHOST_FILE", 0x52583605, "ghost-file-{}.img", None, key_format="x"),
     _t("TCP_STREAM", 0x51465506, "tcp-stream-{}.img", None, key_format="x"),

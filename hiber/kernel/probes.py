@@ -187,6 +187,17 @@ def _memfd(child):
     return "memfd objects restored as memfds"
 
 
+def _fdinfo_lock(child):
+    import fcntl
+    import tempfile
+    with tempfile.TemporaryFile() as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with open(f"/proc/self/fdinfo/{f.fileno()}") as info:
+            if "lock:" not in info.read():
+                raise ProbeFailed("fdinfo shows no locks (Linux < 4.1)")
+    return "the locks held through an fd are listed in its fdinfo"
+
+
 def _cgroupns(child):
     with open("/proc/self/cgroup") as f:
         if not f.read().strip():
@@ -301,6 +312,7 @@ PROBES = [
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
+    Probe("fdinfo_lock", "file locks cannot be dumped (--file-locks)", _fdinfo_lock),
     Probe("cgroupns", "no dump of a tree in a cgroup namespace of its own", _cgroupns),
     Probe("ns_pid", "the PIDs of tasks in nested PID namespaces cannot be read", _ns_pid),
     Probe("timens", "time namespaces are not available", _timens),

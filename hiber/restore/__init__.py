@@ -25,7 +25,7 @@ from .. import actions
 from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as before
 from ..images.imagedir import ImageDir
 from ..options import build_options
-from ..resources import cgroups, ns, taskstate
+from ..resources import cgroups, locks, ns, taskstate
 from ..resources.files import owners
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
@@ -68,6 +68,7 @@ def restore(images_dir, *, options=None, **given):
     images = ImageDir(images_dir)
     scripts = actions.ActionScripts(options.action_scripts, images.path)
     release.refuse_existing_pidfile(options.pidfile)
+    locks.check_restore(images, options)
     scripts.run(actions.PRE_RESTORE)
     # cgroups first, as with criu: they are made before anything enters them,
     # and a file the tree had open may live in one of them (the plan checks it)

@@ -26,7 +26,7 @@ from ..errors import RestoreError
 from ..images import vma as V
 from ..kernel.clone import fork_with_pid
 from ..kernel.sys import syscall
-from ..resources import core, cow, ctty, files, fs
+from ..resources import core, cow, ctty, files, fs, locks
 from ..resources.files import memfd, regular, terminal
 
 STUB_TIMEOUT = 30
@@ -273,6 +273,7 @@ def _die_as(status):
 
 def _own_setup(plan, p, stub_files, shared, writers):
     stub_files.install(p.fdinfo)
+    locks.take(plan.images, p.pid)  # on its fds, by this process: the owner locks need
     floor = plan.fd_floor
     services = {"reports": sorted(writers.values()), "map": {}, "shmem": {}}
     services["pages"] = files.high_dup(os.open(p.pages_path, os.O_RDONLY), floor)

@@ -182,3 +182,13 @@ S.message("file_entry",
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),
           optional(20, "memfd", "memfd_file_entry"))
+
+# ---- file locks: filelocks.img (CRIU's file-lock.proto) ----------------
+
+S.message("file_lock_entry",
+          required(1, "flag", "uint32"),
+          required(2, "type", "uint32"),
+          required(3, "pid", "int32"),
+          required(4, "fd", "int32"),
+          required(5, "start", "int64"),
+          required(6, "len", "int64"))

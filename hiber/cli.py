@@ -211,8 +211,8 @@ def _add_common_options(p):
                    help="run SCRIPT at pre-dump, post-dump, pre-restore, post-restore, "
                         "pre-resume and post-resume, with criu's CRTOOLS_* variables")
     p.add_argument("--network-lock", choices=["iptables", "nftables", "skip"],
-                   help="accepted: hiber dumps no network state (inet sockets and network "
-                        "namespaces are refused), so there is nothing to lock")
+                   help="how TCP connections are kept from the network between dump and "
+                        "restore: nftables (default here; iptables is absent) or skip")
     # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
     p.add_argument("--pre-dump-mode", choices=["splice", "read"], default="splice",
                    help="pre-dump: recorded in the inventory as criu does (hiber reads "
@@ -317,6 +317,11 @@ def options_from(args):
         pre_dump_mode=getattr(args, "pre_dump_mode", None) or "splice",
         force_vdso_proxy=os.environ.get("CRIU_FAULT") == "127",
         ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
+        tcp_established=getattr(args, "tcp_established", False),
+        tcp_close=getattr(args, "tcp_close", False),
+        tcp_skip_in_flight=getattr(args, "tcp_skip_in_flight", False)
+        or getattr(args, "skip_in_flight", False),
+        network_lock=getattr(args, "network_lock", None),
         fault=os.environ.get("HIBER_FAULT"))
 
 

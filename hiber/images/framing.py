@@ -38,6 +38,8 @@ EXTRA_LENGTH = {
     "PIPES_DATA": lambda m: m.bytes,
     "FIFO_DATA": lambda m: m.bytes,
     "SK_QUEUES": lambda m: m.length,
+    # the receive queue's bytes, then the send queue's (CRIU's dump_tcp_conn_state)
+    "TCP_STREAM": lambda m: m.inq_len + m.outq_len,
 }
 
 

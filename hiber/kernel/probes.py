@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import ptrace as pt
-from . import sock_diag
+from . import nftables, sock_diag
 from .sys import (KCMP_VM, TFD_IOC_SET_TICKS, address_of, can_name_anonymous_mappings, kcmp,
                   libc, pidfd_getfd, pidfd_open, process_vm_readv, syscall)
 
@@ -255,6 +255,13 @@ def _unix_diag(child):
     return "NETLINK_SOCK_DIAG, unix_diag"
 
 
+def _nftables(child):
+    try:
+        return nftables.works()
+    except nftables.NftError as e:
+        raise ProbeFailed(f"nftables: {e}") from None
+
+
 def _uffd(child):
     fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
     os.close(fd)
@@ -299,6 +306,8 @@ PROBES = [
     Probe("mem_dirty_track", "no incremental dumps: every dump copies all memory",
           _dirty_tracking),
     Probe("uffd", "no lazy restore", _uffd),
+    Probe("network_lock_nftables", "TCP connections are not kept from the network between "
+          "dump and restore", _nftables),
     Probe("uffd-noncoop", "a lazily restored process that forks or remaps memory may read "
           "zeros", _uffd_noncoop),
 ]

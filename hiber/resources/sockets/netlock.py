@@ -13,17 +13,15 @@ acknowledged), so nothing is lost; packets marked 0xC114 (CRIU's
 SOCCR_MARK) pass, for the FIN hiber itself sends to rebuild a half-closed
 connection.
 
-nftables is driven through libnftables (the library the nft tool is
-made of) with ctypes: this machine has the library and no nft binary.
+nftables is driven through libnftables (kernel/nftables.py).
 """
 
-import ctypes
-import ctypes.util
 import ipaddress
 import logging
 import socket
 
 from ...errors import HiberError
+from ...kernel import nftables
 
 log = logging.getLogger(__name__)
 
@@ -37,57 +35,15 @@ class NetworkLockError(HiberError):
     pass
 
 
-def _library():
-    for name in ("libnftables.so.1", ctypes.util.find_library("nftables")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        return lib
-    return None
-
-
 def nft(*commands):
     """Run nft commands, all in one transaction; raise NetworkLockError
     with nft's own words when it refuses."""
-    lib = _library()
-    if lib is None:
-        raise NetworkLockError("the network lock needs nftables (libnftables.so.1), which "
-                               "this machine does not have: install libnftables1, or give "
-                               "--network-lock skip and accept that connections may be reset")
-    ctx = lib.nft_ctx_new(0)
-    if not ctx:
-        raise NetworkLockError("nftables: cannot make a context")
     try:
-        lib.nft_ctx_buffer_output(ctx)
-        lib.nft_ctx_buffer_error(ctx)
-        text = "\n".join(commands).encode()
-        if lib.nft_run_cmd_from_buffer(ctx, text) != 0:
-            error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
-            first = error.strip().splitlines()[0] if error.strip() else "failed"
-            raise NetworkLockError(f"nftables refused {commands[0]!r}: {first}")
-    finally:
-        lib.nft_ctx_free(ctx)
-
-
-def works():
-    """Whether this machine can lock with nftables (check --feature)."""
-    name = "inet hiber-probe"
-    try:
-        nft(f"add table {name}", f"delete table {name}")
-        return True
-    except NetworkLockError:
-        return False
+        nftables.run(*commands)
+    except nftables.NftError as e:
+        raise NetworkLockError(f"the network lock (nftables) failed at {commands[0]!r}: {e}; "
+                               "is nf_tables available? --network-lock skip does without, "
+                               "at the risk of reset connections") from None
 
 
 def table_name(run_id):

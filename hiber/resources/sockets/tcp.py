@@ -121,9 +121,11 @@ def restore_stream(sock, ie, stream, data, mark_ok=True):
     if state in SNDQ_FIRST_FIN | SNDQ_SECOND_FIN:
         outq_seq -= 1  # ours, with shutdown()
     R.select_queue(sock, R.TCP_RECV_QUEUE)
-    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ, (inq_seq - stream.inq_len) & 0xffffffff)
+    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ,
+                    R.U32.pack((inq_seq - stream.inq_len) & 0xffffffff))
     R.select_queue(sock, R.TCP_SEND_QUEUE)
-    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ, (outq_seq - stream.outq_len) & 0xffffffff)
+    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ,
+                    R.U32.pack((outq_seq - stream.outq_len) & 0xffffffff))
     R.select_queue(sock, R.TCP_NO_QUEUE)
     sock.connect(sockaddr(family, dst, ie.dst_port))  # no SYN in repair mode
     options = []
@@ -137,7 +139,7 @@ def restore_stream(sock, ie, stream, data, mark_ok=True):
     options.append(R.REPAIR_OPT.pack(R.TCPOPT_MAXSEG, stream.mss_clamp))
     sock.setsockopt(R.SOL_TCP, R.TCP_REPAIR_OPTIONS, b"".join(options))
     if stream.opt_mask & R.TCPI_OPT_TIMESTAMPS:
-        sock.setsockopt(R.SOL_TCP, R.TCP_TIMESTAMP, stream.timestamp)
+        sock.setsockopt(R.SOL_TCP, R.TCP_TIMESTAMP, R.U32.pack(stream.timestamp))
     received, sending = data[:stream.inq_len], data[stream.inq_len:]
     if received:
         _send_queue(sock, R.TCP_RECV_QUEUE, received)

@@ -59,3 +59,29 @@ def inet_sockets(family, protocol, raw_protocol=0):
         out[ino] = InetSocket(ino, fam, state, socket.ntohs(sport), socket.ntohs(dport),
                               src[:size], dst[:size], rqueue, wqueue, shutdown)
     return out
+
+
+def raw_diag_works():
+    """Whether sock_diag describes raw sockets (CONFIG_INET_RAW_DIAG): a
+    dump of them ends without an error code (ENOENT: no handler)."""
+    from .sock_diag import NETLINK_SOCK_DIAG, NLM_F_REQUEST, NLMSG_DONE, NLMSG_HEADER, \
+        SOCK_DIAG_BY_FAMILY
+    for family in (socket.AF_INET, socket.AF_INET6):
+        request = INET_DIAG_REQ_V2.pack(family, socket.IPPROTO_RAW, 0, socket.IPPROTO_RAW,
+                                        ALL_STATES, 0, 0, b"", b"", 0, b"\xff" * 8)
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                           NETLINK_SOCK_DIAG) as nl:
+            nl.sendto(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
+                                        NLM_F_REQUEST | 0x300, 1, 0) + request, (0, 0))
+            while True:
+                reply = nl.recv(1 << 16)
+                _, kind, _, _, _ = NLMSG_HEADER.unpack_from(reply)
+                if kind == NLMSG_DONE or not reply:
+                    error = struct.unpack_from("=i", reply, NLMSG_HEADER.size)[0] \
+                        if len(reply) >= NLMSG_HEADER.size + 4 else 0
+                    if error < 0:
+                        return False
+                    break
+                if kind == 2:  # NLMSG_ERROR
+                    return False
+    return True

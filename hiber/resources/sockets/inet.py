@@ -129,16 +129,27 @@ def _name_of(address, family):
     return socket.inet_pton(family, address[0]), address[1]
 
 
+def _peer_name(sock, family):
+    """(packed address, port) of the peer, or (b"", 0). SO_PEERNAME, not
+    getpeername(): the kernel answers it even for a connection closed since
+    (inet_getname's peer == 2), as CRIU reads it."""
+    try:
+        # the length must not exceed the address the kernel has (or EINVAL)
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERNAME,
+                              16 if family == socket.AF_INET else 28)
+    except OSError as e:
+        if e.errno != errno.ENOTCONN:
+            raise
+        return b"", 0
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return (raw[4:8], port) if family == socket.AF_INET else (raw[8:24], port)
+
+
 def _undescribed(sock, fd, family, sock_type, proto):
     """A socket sock_diag does not list: not bound, or raw; CLOSE, with
     what getsockname() and SO_PEERNAME tell (CRIU's gen_uncon_sk)."""
     src, sport = _name_of(sock.getsockname(), family)
-    dst, dport = b"", 0
-    try:
-        dst, dport = _name_of(sock.getpeername(), family)
-    except OSError as e:
-        if e.errno != errno.ENOTCONN:
-            raise
+    dst, dport = _peer_name(sock, family)
     shutdown, backlog = 0, 0
     if sock_type != socket.SOCK_RAW and proto == socket.IPPROTO_TCP:
         state, _, _, _, backlog = R.tcp_info(sock)

@@ -26,6 +26,7 @@ import struct
 from ...kernel import tcp_repair as R
 from ..files.common import UnsupportedFile
 from .netlock import SOCCR_MARK
+from .options import make_room
 
 # the states whose send queue holds our FIN (first or second), whose FIN
 # the peer acknowledged, and those whose receive queue holds the peer's FIN
@@ -113,6 +114,10 @@ def restore_stream(sock, ie, stream, data, mark_ok=True):
     state = ie.state
     family = ie.family
     src, dst = _packed(ie.src_addr, family), _packed(ie.dst_addr, family)
+    # room for both queues whatever the sizes (restore_options gives them
+    # back), and no blocking: a full queue is an error, not a hang
+    make_room(sock)
+    sock.setblocking(False)
     R.set_repair(sock, True)
     sock.bind(sockaddr(family, src, ie.src_port))
     inq_seq, outq_seq = stream.inq_seq, stream.outq_seq

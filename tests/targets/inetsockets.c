@@ -16,6 +16,9 @@
  *            SO_REUSEPORT, O_NONBLOCK
  *   bcast    UDP with SO_BROADCAST
  *   ping     ICMP echo socket (SOCK_DGRAM, IPPROTO_ICMP) when allowed
+ *   raw4     raw ICMP socket with an ICMP_FILTER, bound to 127.0.0.1
+ *   raw6     raw ICMPv6 socket with an ICMPV6_FILTER
+ *   rawhdr   raw socket (IPPROTO_RAW: IP_HDRINCL) with IP_NODEFRAG
  * After the check signal: each socket still is what it was (getsockname,
  * options), udp4 has the test's datagram, udp6 -> udp6b works, the
  * listeners accept the connections the test made. */
@@ -28,6 +31,8 @@
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <linux/filter.h>
+#include <linux/icmp.h>
+#include <netinet/icmp6.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -106,6 +111,9 @@ int main(void)
 	struct linger linger = { 1, 17 }, got_linger;
 	char buf[64];
 	int udp4, udp6, udp6b, udpshut, lite, l4, l6, ldual, unbound, bnd, bcast, ping;
+	int raw4, raw6, rawhdr;
+	struct icmp_filter f4 = { .data = 0x1234 }, got_f4;
+	struct icmp6_filter f6, got_f6;
 	int p_udp4, p_l4, p_l6, p_ldual, p_bound, n, rcvbuf;
 
 	harness_init();
@@ -167,6 +175,14 @@ int main(void)
 	bcast = socket(AF_INET, SOCK_DGRAM, 0);
 	set(bcast, SOL_SOCKET, SO_BROADCAST, 1);
 	ping = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+	raw4 = bound(AF_INET, SOCK_RAW, IPPROTO_ICMP, "127.0.0.1");
+	setsockopt(raw4, SOL_RAW, ICMP_FILTER, &f4, sizeof(f4));
+	raw6 = socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);
+	ICMP6_FILTER_SETBLOCKALL(&f6);
+	ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &f6);
+	setsockopt(raw6, IPPROTO_ICMPV6, ICMP6_FILTER, &f6, sizeof(f6));
+	rawhdr = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+	set(rawhdr, IPPROTO_IP, 22 /* IP_NODEFRAG */, 1);
 
 	ready("udp4=%d l4=%d l6=%d ldual=%d ping=%d", p_udp4, p_l4, p_l6, p_ldual, ping >= 0);
 	wait_for_check();
@@ -224,5 +240,20 @@ int main(void)
 	expect(opt(bcast, SOL_SOCKET, SO_BROADCAST) == 1, "bcast: SO_BROADCAST");
 	if (ping >= 0)
 		expect(opt(ping, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_ICMP, "ping: protocol");
+	len = sizeof(got_f4);
+	expect(getsockopt(raw4, SOL_RAW, ICMP_FILTER, &got_f4, &len) == 0 && got_f4.data == 0x1234,
+	       "raw4: ICMP_FILTER");
+	expect(opt(raw4, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_ICMP, "raw4: protocol");
+	{
+		struct sockaddr_in a;
+		socklen_t alen = sizeof(a);
+		getsockname(raw4, (void *)&a, &alen);
+		expect(a.sin_addr.s_addr == htonl(INADDR_LOOPBACK), "raw4: not bound to 127.0.0.1");
+	}
+	len = sizeof(got_f6);
+	expect(getsockopt(raw6, IPPROTO_ICMPV6, ICMP6_FILTER, &got_f6, &len) == 0 &&
+	       !memcmp(&got_f6, &f6, sizeof(f6)), "raw6: ICMPV6_FILTER");
+	expect(opt(rawhdr, IPPROTO_IP, IP_HDRINCL) == 1, "rawhdr: IP_HDRINCL");
+	expect(opt(rawhdr, IPPROTO_IP, 22) == 1, "rawhdr: IP_NODEFRAG");
 	return report();
 }

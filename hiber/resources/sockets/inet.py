@@ -448,7 +448,10 @@ def open_socket(stub, entry):
                 stream, data = stub.files.data(KIND).streams[isk.ino]
                 tcp.restore_stream(sock, isk, stream, data)
         else:
-            if isk.src_port and isk.proto not in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6):
+            # a ping socket is not bound again (as by criu: it picks its
+            # ident when it sends); a raw one is, whatever its protocol
+            if isk.src_port and (isk.type == socket.SOCK_RAW or isk.proto not in (
+                    socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6)):
                 _bind(sock, isk)
             if isk.state == R.LISTEN:
                 sock.listen(isk.backlog)

@@ -5,12 +5,16 @@ IP and TCP options and a socket filter, a broadcast UDP socket, an ICMP
 ping socket and raw sockets with their ICMP filters come back: the program checks itself after the restore, once
 the test has sent its UDP socket a datagram and connected to each listener."""
 
+import json
+import os
+import pathlib
 import socket
 import subprocess
+import time
 
 import pytest
 
-from conftest import dump, restore, run_hiber
+from conftest import REPO, Target, dump, restore, run_hiber
 from hiber.images.imagedir import ImageDir
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,3 +102,116 @@ def test_an_mptcp_socket_is_refused(tmp_path):
         pytest.skip("no MPTCP here")
     refused(tmp_path, "m = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)",
             "protocol 262")
+
+
+# ---- the same images as CRIU's ------------------------------------------------------
+
+GOLDEN_INET = REPO / "tests" / "data" / "golden" / "criu-4.2"
+
+
+def _described_as_criu(files, streams):
+    """What a dump says of each inet socket and connection, without what
+    differs from run to run (inodes, file ids, the client's port, the
+    sequence numbers and timestamps): in fd order."""
+    described = []
+    for e in files["entries"]:
+        if e["type"] != "INETSK":
+            continue
+        i = dict(e["isk"])
+        for key in ("id", "ino", "fown", "ns_id"):
+            i.pop(key, None)
+        if i["dst_port"] == 47011:  # the client: its port is the kernel's choice
+            i.pop("src_port")
+        elif i["src_port"] == 47011 and i["dst_port"]:  # ... and the server's peer
+            i.pop("dst_port")
+        for key in ("so_sndbuf", "so_rcvbuf"):  # autotuned while data came and went
+            i["opts"].pop(key)
+        described.append(i)
+    queues = sorted((s["entries"][0]["inq_len"], s["entries"][0]["outq_len"],
+                     s["entries"][0]["unsq_len"], s["entries"][0]["opt_mask"],
+                     s["entries"][0]["mss_clamp"], s["entries"][0]["extra"]["inq"],
+                     s["entries"][0]["extra"]["outq"]) for s in streams)
+    return described, queues
+
+
+def _decoded(images, name):
+    return json.loads(run_hiber("decode", "--pretty", "-i", images / name,
+                                check=True).stdout)
+
+
+def test_hiber_writes_the_inet_sockets_criu_wrote(tmp_path):
+    """The program CRIU 4.2 dumped for the golden images, dumped by hiber:
+    the same sockets, options and queues (tests/data/golden)."""
+    binary = tmp_path / "inet"
+    subprocess.run(["gcc", "-O1", "-o", binary, GOLDEN_INET / "inet.c"], check=True,
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    t = Target(binary, [], tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in t.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        images = tmp_path / "images"
+        result = run_hiber("dump", "-t", t.pid, "-D", images, "-R", "--tcp-established")
+        assert result.returncode == 0, result.stderr.decode()
+        golden = GOLDEN_INET / "inet" / "images"
+        theirs = _described_as_criu(
+            json.loads((golden.parent / "decoded" / "files.img.json").read_text()),
+            [json.loads((golden.parent / "decoded" / f"{p.name}.json").read_text())
+             for p in sorted(golden.glob("tcp-stream-*"))])
+        ours = _described_as_criu(_decoded(images, "files.img"),
+                                  [_decoded(images, p.name)
+                                   for p in sorted(images.glob("tcp-stream-*"))])
+        assert ours == theirs
+    finally:
+        t.stop()
+
+
+def test_hiber_restores_criu_s_inet_images(tmp_path):
+    """CRIU 4.2's images of inet.c (a connection with data both ways among
+    them) restored by hiber: the connection works on. The program must be
+    built again byte for byte where CRIU's images name it, and its PID and
+    ports must be free."""
+    import shutil
+    from hiber.images.imagedir import ImageDir
+    golden = GOLDEN_INET / "inet" / "images"
+    exe = next(f.reg for f in ImageDir(golden).read("FILES")
+               if f.HasField("reg") and f.reg.name == "/tmp/golden/inet")
+    pid = ImageDir(golden).read("PSTREE")[0].pid
+    os.makedirs("/tmp/golden", exist_ok=True)
+    built = tmp_path / "inet"
+    subprocess.run(["gcc", "-O1", "-o", built, GOLDEN_INET / "inet.c"], check=True,
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    if built.stat().st_size != exe.size or os.path.exists(f"/proc/{pid}"):
+        pytest.skip("this compiler does not build CRIU's binary again, or its PID is taken")
+    if not os.path.exists("/tmp/golden/inet") or \
+            pathlib.Path("/tmp/golden/inet").read_bytes() != built.read_bytes():
+        shutil.copy(built, "/tmp/golden/inet")
+    images = tmp_path / "images"
+    shutil.copytree(golden, images)
+    result = run_hiber("restore", "-D", images, "-d", "-o", "restore.log", "--tcp-established")
+    if "build-id" in result.stderr.decode() or "build id" in result.stderr.decode():
+        pytest.skip("this compiler does not build CRIU's binary again")
+    assert result.returncode == 0, result.stderr.decode()
+    try:
+        # the restored listener accepts; both ends of the connection (fds 4
+        # and 5: the program only pauses) are established again, with the
+        # bytes unread each way: 6 for the client, 5 for the server
+        with socket.create_connection(("127.0.0.1", 47011), timeout=5):
+            pass
+        unread = {}
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            fields = line.split()
+            unread[int(fields[9])] = (fields[3], int(fields[4].split(":")[1], 16))
+        ends = [unread.get(os.stat(f"/proc/{pid}/fd/{fd}").st_ino) for fd in (4, 5)]
+        assert ends == [("01", 6), ("01", 5)]
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        from conftest import reap_orphans
+        for _ in range(100):
+            reap_orphans()
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.05)

@@ -288,12 +288,11 @@ def dump_fd(table, fd):
                 entry.ifname = device.rstrip(b"\0").decode()
         entry.ip_opts.CopyFrom(_ip_options(sock, family, sock_type, proto))
         entry.opts.CopyFrom(dump_options(sock, where))
+        entry.tcp_opts.SetInParent()  # as CRIU: present, empty but for TCP
         if proto == socket.IPPROTO_TCP and sock_type != socket.SOCK_RAW:
             entry.tcp_opts.CopyFrom(_tcp_options(sock))
-        if proto == socket.IPPROTO_TCP:
-            if me.shutdown:
-                entry.shutdown = me.shutdown
-        elif proto in (socket.IPPROTO_UDP, IPPROTO_UDPLITE):
+        if proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_UDPLITE) \
+                and me.shutdown:
             entry.shutdown = me.shutdown
         if (proto == socket.IPPROTO_TCP and sock_type == socket.SOCK_STREAM
                 and me.dst_port and not table.options.tcp_close):

@@ -47,7 +47,9 @@ def nft(*commands):
 
 
 def table_name(run_id):
-    return f"inet CRIU-{run_id}"
+    """CRIU's name for the table, cut as CRIU cuts it (a 32-byte buffer:
+    31 characters), so that each finds the other's lock."""
+    return f"inet CRIU-{run_id}"[:31]
 
 
 def _table_commands(table):

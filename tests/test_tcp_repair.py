@@ -8,10 +8,9 @@ outside the tree that keeps sending through the dump and the restore sees
 no reset and loses nothing. Without the option, dump and restore refuse in
 one line naming --tcp-established."""
 
-import socket
+import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -25,21 +24,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def tables():
     """The nftables tables of hiber's lock (CRIU-...) present now."""
-    import ctypes  # noqa: F401 - the listing is read through libnftables' output
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
-        import ctypes
-        lib = ctypes.CDLL("libnftables.so.1")
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        ctx = lib.nft_ctx_new(0)
-        lib.nft_ctx_buffer_output(ctx)
-        lib.nft_run_cmd_from_buffer(ctx, b"list tables")
-        print(lib.nft_ctx_get_output_buffer(ctx).decode())
-        """)], capture_output=True, text=True, timeout=30)
-    return [line for line in out.stdout.splitlines() if "CRIU-" in line]
+    return [line for line in nftables.run("list tables").splitlines() if "CRIU-" in line]
 
 
 @pytest.fixture
@@ -206,3 +191,79 @@ def test_the_network_lock_method_iptables_is_refused(tcpconn, tmp_path):
 def test_nftables_is_there():
     assert nftables.works()
     build_target("tcpconn")
+
+
+HALF_CLOSED = """
+import signal, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+from hiber.kernel import nftables
+def pair():
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+    c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+    return c, a, l.getsockname()[1]
+def state(s):
+    return s.getsockopt(6, 11, 1)[0]  # tcp_info's first byte
+# 1: the server's packets dropped: the client's FIN is never acknowledged
+c1, a1, p1 = pair()
+# 2: the client shut down; then its packets dropped: the server's FIN is
+# never acknowledged (the client has it: its socket is closed)
+c2, a2, p2 = pair()
+c2.sendall(b"two"); c2.shutdown(socket.SHUT_WR)
+time.sleep(0.2)
+nftables.run("add table inet " + sys.argv[2],
+             "add chain inet %s out { type filter hook output priority 0; }" % sys.argv[2],
+             "add rule inet %s out tcp sport %d drop" % (sys.argv[2], p1),
+             "add rule inet %s out tcp dport %d drop" % (sys.argv[2], p2))
+c1.sendall(b"one"); c1.shutdown(socket.SHUT_WR)
+a2.sendall(b"back"); a2.shutdown(socket.SHUT_WR)
+time.sleep(0.3)
+print("READY", "states=%d,%d,%d,%d" % (state(c1), state(a1), state(c2), state(a2)), flush=True)
+checked = []
+signal.signal(signal.SIGRTMIN + 1, lambda *_: checked.append(1))
+while not checked:
+    signal.pause()
+for s in (c1, a1, c2, a2):
+    s.settimeout(10)
+fails = []
+def expect(ok, what):
+    if not ok:
+        fails.append(what); print("FAIL", what, flush=True)
+expect(a1.recv(10) == b"one" and a1.recv(10) == b"", "1: the server lost data or the end")
+a1.sendall(b"reply")
+expect(c1.recv(10) == b"reply", "1: the client cannot read any more")
+a1.close()
+expect(c1.recv(10) == b"", "1: the client did not see the end")
+expect(a2.recv(10) == b"two" and a2.recv(10) == b"", "2: the server lost data or the end")
+expect(c2.recv(10) == b"back" and c2.recv(10) == b"", "2: the client lost data or the end")
+deadline = time.monotonic() + 10
+while state(a2) != 7 and time.monotonic() < deadline:  # its FIN acknowledged at last
+    time.sleep(0.05)
+expect(state(a2) == 7, "2: the server's FIN is never acknowledged (state %d)" % state(a2))
+print("FAILED" if fails else "PASS", flush=True)
+sys.exit(1 if fails else 0)
+"""
+
+
+def test_half_closed_connections_come_back_in_their_states(tmp_path):
+    """FIN_WAIT1 with CLOSE_WAIT (our FIN not acknowledged), and LAST_ACK
+    with a closed end (the peer's FIN received, ours not acknowledged): made
+    with nftables rules that drop the acknowledgements, dumped, the rules
+    gone, restored: the FINs are acknowledged at last and the data and the
+    ends are where they were."""
+    from conftest import REPO
+    table = f"hibertest{os.getpid()}"
+    t = Target(sys.executable, ["-c", HALF_CLOSED, REPO, table], tmp_path)
+    try:
+        t.wait_ready()
+        assert t.info["states"] == "4,8,7,9", t.info  # FIN_WAIT1 CLOSE_WAIT CLOSE LAST_ACK
+        images = tmp_path / "images"
+        dump(t, images, "--tcp-established")
+        nftables.run(f"delete table inet {table}")
+        restore(images, "--tcp-established")
+        t.check(timeout=60)
+    finally:
+        try:
+            nftables.run(f"delete table inet {table}")
+        except nftables.NftError:
+            pass
+        t.stop()

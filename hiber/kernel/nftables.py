@@ -24,6 +24,8 @@ def _library():
         lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
         lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
         lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         return lib
     return None
@@ -31,7 +33,8 @@ def _library():
 
 def run(*commands):
     """Run nft commands as one batch (one transaction: all or nothing);
-    NftError with nft's first line of complaint when it refuses."""
+    NftError with nft's first line of complaint when it refuses. Returns
+    what nft prints (for "list ...")."""
     lib = _library()
     if lib is None:
         raise NftError("libnftables.so.1 is not installed")
@@ -45,6 +48,7 @@ def run(*commands):
             error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
             lines = error.strip().splitlines()
             raise NftError(lines[0] if lines else "failed")
+        return (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
     finally:
         lib.nft_ctx_free(ctx)
 

@@ -267,3 +267,57 @@ def test_half_closed_connections_come_back_in_their_states(tmp_path):
         except nftables.NftError:
             pass
         t.stop()
+
+
+CONNECTING = """
+import select, signal, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+from hiber.kernel import nftables
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+port = l.getsockname()[1]
+# the SYNs to the listener are dropped: the connection stays in SYN_SENT
+nftables.run("add table inet " + sys.argv[2],
+             "add chain inet %s in { type filter hook input priority 0; }" % sys.argv[2],
+             "add rule inet %s in tcp dport %d tcp flags syn drop" % (sys.argv[2], port))
+c = socket.socket(); c.setblocking(False)
+try:
+    c.connect(("127.0.0.1", port))
+except BlockingIOError:
+    pass
+time.sleep(0.2)
+print("READY state=%d" % c.getsockopt(6, 11, 1)[0], flush=True)
+checked = []
+signal.signal(signal.SIGRTMIN + 1, lambda *_: checked.append(1))
+while not checked:
+    signal.pause()
+ok = select.select([], [c], [], 20)[1] and c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+l.settimeout(5)
+a, _ = l.accept()
+c.setblocking(True)
+c.sendall(b"hi")
+ok = ok and a.recv(2) == b"hi"
+print("PASS" if ok else "FAIL connect", flush=True)
+sys.exit(0 if ok else 1)
+"""
+
+
+def test_a_connection_still_connecting_comes_back_and_connects(tmp_path):
+    """SYN_SENT (its SYNs dropped by an nftables rule): restored with the
+    same initial sequence number, it connects once the rule is gone."""
+    from conftest import REPO
+    table = f"hibertest{os.getpid()}"
+    t = Target(sys.executable, ["-c", CONNECTING, REPO, table], tmp_path)
+    try:
+        t.wait_ready()
+        assert t.info["state"] == "2", t.info  # SYN_SENT
+        images = tmp_path / "images"
+        dump(t, images, "--tcp-established")
+        nftables.run(f"delete table inet {table}")
+        restore(images, "--tcp-established")
+        t.check(timeout=60)
+    finally:
+        try:
+            nftables.run(f"delete table inet {table}")
+        except nftables.NftError:
+            pass
+        t.stop()

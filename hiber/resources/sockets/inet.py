@@ -188,9 +188,6 @@ def _check_dumpable(fd, me, sock_type, proto, sock, options):
         if not options.tcp_established and not options.tcp_close:
             raise UnsupportedFile(f"{where} is a connected TCP socket: give "
                                   "--tcp-established to dump it (or --tcp-close)")
-        if me.state == R.SYN_SENT:
-            raise UnsupportedFile(f"{where} is a TCP socket still connecting (SYN_SENT): "
-                                  "hiber cannot dump it yet")
     elif me.state != R.CLOSE:
         raise UnsupportedFile(f"{where} is a TCP socket in state {me.state}, which hiber "
                               "cannot dump")

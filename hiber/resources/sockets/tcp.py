@@ -128,10 +128,23 @@ def restore_stream(sock, ie, stream, data, mark_ok=True):
     R.select_queue(sock, R.TCP_RECV_QUEUE)
     sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ,
                     R.U32.pack((inq_seq - stream.inq_len) & 0xffffffff))
+    # a SYN not answered yet took one sequence number: it is sent again
+    # with the same one
+    send_seq = outq_seq - stream.outq_len - (1 if state == R.SYN_SENT else 0)
     R.select_queue(sock, R.TCP_SEND_QUEUE)
-    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ,
-                    R.U32.pack((outq_seq - stream.outq_len) & 0xffffffff))
+    sock.setsockopt(R.SOL_TCP, R.TCP_QUEUE_SEQ, R.U32.pack(send_seq & 0xffffffff))
     R.select_queue(sock, R.TCP_NO_QUEUE)
+    if state == R.SYN_SENT:
+        # connecting for real (the SYN goes out: the lock holds it back)
+        R.set_repair(sock, False)
+        try:
+            sock.connect(sockaddr(family, dst, ie.dst_port))
+        except BlockingIOError:
+            pass
+        R.set_repair(sock, True)
+        if stream.opt_mask & R.TCPI_OPT_TIMESTAMPS:
+            sock.setsockopt(R.SOL_TCP, R.TCP_TIMESTAMP, R.U32.pack(stream.timestamp))
+        return
     sock.connect(sockaddr(family, dst, ie.dst_port))  # no SYN in repair mode
     options = []
     if stream.opt_mask & R.TCPI_OPT_SACK:

@@ -321,3 +321,40 @@ def test_a_connection_still_connecting_comes_back_and_connects(tmp_path):
         except nftables.NftError:
             pass
         t.stop()
+
+
+NAMESPACE_LOCK = """
+import ctypes, socket, sys
+sys.path.insert(0, sys.argv[1])
+from hiber.resources.sockets import netlock
+assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0  # CLONE_NEWNET
+import subprocess
+def udp_through():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as r, \\
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        r.bind(("127.0.0.1", 0)); r.settimeout(0.3)
+        try:  # a packet dropped on its way out: EPERM
+            s.sendto(b"x", r.getsockname())
+            return r.recv(1) == b"x"
+        except (socket.timeout, OSError):
+            return False
+# lo is down in a new namespace: up it through an ioctl (SIOCSIFFLAGS)
+import fcntl, struct
+with socket.socket() as s:
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 1 | 0x40))
+before = udp_through()
+netlock.lock_namespace("nstest")
+locked = udp_through()
+netlock.unlock_namespace("nstest")
+after = udp_through()
+print(before, locked, after, flush=True)
+"""
+
+
+def test_a_whole_network_namespace_can_be_locked(tmp_path):
+    """What a tree with a network namespace of its own needs (criu's lock of
+    the namespace): nothing passes until the lock goes."""
+    from conftest import REPO
+    out = subprocess.run([sys.executable, "-c", NAMESPACE_LOCK, REPO], capture_output=True,
+                         text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.stdout.split() == ["True", "False", "True"], out.stdout + out.stderr

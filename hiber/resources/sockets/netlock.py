@@ -134,3 +134,24 @@ class NetworkLock:
             if "No such file" not in str(e) and "does not exist" not in str(e):
                 log.warning("could not unlock the network: %s", e)
         self._made = False
+
+
+def lock_namespace(run_id):
+    """Lock a whole network namespace, as criu does for a tree in a network
+    namespace of its own (net.c, network_lock_internal): every packet in or
+    out is dropped but those marked 0xC114. nftables acts on the namespace
+    of the caller: call it from inside (setns) the namespace to lock."""
+    table = table_name(run_id)
+    commands = [f"add table {table}"]
+    for hook in ("output", "input"):
+        commands.append(f"add chain {table} {hook} {{ type filter hook {hook} priority 0; "
+                        "policy drop; }")
+        commands.append(f"add rule {table} {hook} meta mark {SOCCR_MARK:#x} accept")
+    nft(*commands)
+
+
+def unlock_namespace(run_id):
+    """Undo lock_namespace (from inside the same namespace); quiet when the
+    lock is not there."""
+    NetworkLock(run_id).unlock()
+

@@ -9,6 +9,7 @@
  *           server's end is an IPv6 socket with v4-mapped addresses)
  *   half    127.0.0.1: the client shut down for writing after "bye" (the
  *           client is in FIN_WAIT2, the server in CLOSE_WAIT)
+ * The listeners have SO_REUSEADDR, which the accepted ends inherit.
  * After the check signal each end reads exactly what was sent to it, byte
  * for byte, then new data goes both ways; the half-closed server reads
  * "bye" and the end, and can still write to the client. */
@@ -27,7 +28,9 @@ static const char hello[] = "hello from the server";
 
 static int listener(int family, const char *addr)
 {
-	int fd = socket(family, SOCK_STREAM, 0);
+	int fd = socket(family, SOCK_STREAM, 0), one = 1;
+	/* the accepted ends inherit it: leaving repair mode must not lose it */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET) {
 		struct sockaddr_in a = { .sin_family = AF_INET };
 		inet_pton(AF_INET, addr, &a.sin_addr);
@@ -199,6 +202,14 @@ int main(void)
 		socklen_t len = sizeof(v);
 		getsockopt(c6, IPPROTO_TCP, TCP_NODELAY, &v, &len);
 		expect(v == 1, "v6: TCP_NODELAY lost");
+	}
+	{
+		int v = -1;
+		socklen_t len = sizeof(v);
+		getsockopt(s4, SOL_SOCKET, SO_REUSEADDR, &v, &len);
+		expect(v == 1, "v4: the server end lost SO_REUSEADDR");
+		getsockopt(c4, SOL_SOCKET, SO_REUSEADDR, &v, &len);
+		expect(v == 0, "v4: the client end has SO_REUSEADDR");
 	}
 	expect(read_exact(sm, "mapped", 6), "mapped: server did not get it");
 	expect(send(sm, "ok", 2, 0) == 2 && read_exact(cm, "ok", 2), "mapped: reply lost");

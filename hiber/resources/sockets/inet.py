@@ -17,6 +17,7 @@ share a port); each gets its own values back once all exist (install).
 """
 
 import errno
+import logging
 import os
 import select
 import socket
@@ -31,6 +32,8 @@ from .common import is_socket, socket_of
 from .options import check_options, dump_options, restore_options
 from . import tcp
 from .netlock import NetworkLock
+
+log = logging.getLogger(__name__)
 
 IPPROTO_UDPLITE = 136
 SOL_UDP, UDP_CORK = 17, 1
@@ -60,7 +63,8 @@ class InetDump:
     def __init__(self, table):
         self.table = table
         self.diag = {}
-        self.repaired = []      # hiber's duplicates of sockets in repair mode
+        self.repaired = []      # (hiber's duplicate of a socket in repair mode,
+                                #  its SO_REUSEADDR)
         self.streams = []       # (ino, tcp_stream_entry, bytes)
         self.lock = None
         self.run_id = None
@@ -87,10 +91,13 @@ class InetDump:
         """At the end of a dump: a killed tree's sockets close in repair mode,
         silently, and the lock stays for the restore; otherwise they go back
         to work and the lock goes."""
-        for sock in self.repaired:
+        for sock, reuseaddr in self.repaired:
             if not tree_killed:
                 try:
                     R.set_repair(sock, False)
+                    # leaving repair mode clears SO_REUSEADDR (tcp.c: sk_reuse
+                    # = SK_NO_REUSE): the program's value back
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuseaddr)
                 except OSError:
                     pass
             sock.close()
@@ -173,6 +180,8 @@ def _check_dumpable(fd, me, sock_type, proto, sock, options):
                 sock.getsockopt(SOL_UDP, UDP_CORK):
             raise UnsupportedFile(f"{where} is a corked UDP socket (UDP_CORK): as criu, "
                                   "hiber cannot dump it")
+        if me.rqueue:
+            log.warning("%s: the datagrams waiting in it are dropped (as by criu)", where)
         return
     if sock_type not in (socket.SOCK_STREAM, socket.SOCK_RAW):
         raise UnsupportedFile(f"{where} is an inet socket of type {sock_type}: hiber dumps "
@@ -307,7 +316,7 @@ def _dump_connection(state, sock, entry, me, where):
     except OSError as e:
         ours.close()
         raise UnsupportedFile(f"{where}: cannot turn TCP repair on: {e.strerror}") from None
-    state.repaired.append(ours)
+    state.repaired.append((ours, int(entry.opts.reuseaddr)))
     try:
         entry.state, stream, data = tcp.dump_stream(ours, where)
     except OSError as e:
@@ -493,10 +502,9 @@ def install(stub, entry, fd, fd_ids):
                 R.set_repair(sock, False)
             except OSError:
                 pass  # not in repair mode: turned off by a process sharing it
-        for field, option in (("reuseaddr", socket.SO_REUSEADDR),
-                              ("so_reuseport", socket.SO_REUSEPORT)):
-            if not getattr(isk.opts, field):
-                sock.setsockopt(socket.SOL_SOCKET, option, 0)
+        # both ways: leaving repair mode turned SO_REUSEADDR off
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(isk.opts.reuseaddr))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(isk.opts.so_reuseport))
     finally:
         sock.close()
 

@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import socket
+import sys
 import subprocess
 import time
 
@@ -215,3 +216,41 @@ def test_hiber_restores_criu_s_inet_images(tmp_path):
             if not os.path.exists(f"/proc/{pid}"):
                 break
             time.sleep(0.05)
+
+
+PREFORK = """
+import os, signal, socket, sys, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(8)
+child = os.fork()
+if child == 0:  # the child serves: it accepts on the listener it shares
+    while True:
+        c, _ = l.accept()
+        c.sendall(b"child %d\\n" % os.getpid())
+        c.close()
+print("READY port=%d child=%d" % (l.getsockname()[1], child), flush=True)
+checked = []
+signal.signal(signal.SIGRTMIN + 1, lambda *_: checked.append(1))
+while not checked:
+    signal.pause()
+same = os.stat("/proc/%d/fd/%d" % (child, l.fileno())).st_ino == os.fstat(l.fileno()).st_ino
+os.kill(child, signal.SIGKILL); os.waitpid(child, 0)
+print("PASS" if same else "FAIL: the child's listener is another socket", flush=True)
+sys.exit(0 if same else 1)
+"""
+
+
+def test_a_listener_shared_with_a_child_comes_back_shared(tmp_path):
+    """A pre-fork server: the child accepts on the listener it inherited;
+    after the restore it is one socket in both, and the child serves."""
+    t = Target(sys.executable, ["-c", PREFORK], tmp_path)
+    try:
+        t.wait_ready()
+        dump(t, tmp_path / "images")
+        files = ImageDir(tmp_path / "images").read("FILES")
+        assert sum(f.HasField("isk") for f in files) == 1
+        restore(tmp_path / "images")
+        with socket.create_connection(("127.0.0.1", int(t.info["port"])), timeout=10) as c:
+            assert c.recv(100) == b"child %s\n" % t.info["child"].encode()
+        t.check()
+    finally:
+        t.stop()

@@ -358,3 +358,25 @@ def test_a_whole_network_namespace_can_be_locked(tmp_path):
     out = subprocess.run([sys.executable, "-c", NAMESPACE_LOCK, REPO], capture_output=True,
                          text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert out.stdout.split() == ["True", "False", "True"], out.stdout + out.stderr
+
+
+def test_a_failed_dump_leaves_the_connections_working_and_unlocked(tcpconn, tmp_path):
+    before = tables()
+    result = run_hiber("dump", "-t", tcpconn.pid, "-D", tmp_path / "images",
+                       "--tcp-established", env={"HIBER_FAULT": "files"})
+    assert result.returncode == 1 and result.stderr.count(b"\n") == 1, result.stderr
+    assert tables() == before
+    tcpconn.check(timeout=60)
+
+
+def test_a_failed_restore_removes_the_lock_and_the_images_still_restore(tcpconn, tmp_path):
+    images = tmp_path / "images"
+    before = tables()
+    dump(tcpconn, images, "--tcp-established")
+    result = run_hiber("restore", "-D", images, "-d", "--tcp-established",
+                       env={"HIBER_FAULT": "rebuild"})
+    assert result.returncode == 1 and result.stderr.count(b"\n") == 1, result.stderr
+    assert not tcpconn.alive()
+    assert tables() == before
+    restore(images, "--tcp-established")
+    tcpconn.check(timeout=60)

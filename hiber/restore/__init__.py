@@ -78,8 +78,8 @@ def restore(images_dir, *, options=None, **given):
                     task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
                 scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
                 scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
-                if lock is not None:
-                    lock.unlock()  # network lock: off, the connections are whole
+                # TCP connections out of repair mode, then the network lock off
+                inet.finish_connections(plan, lock)
                 release.release_tree(plan)                          # 4. let them run
             except BaseException:
                 log.error("Restore failed; removing the processes it had started")

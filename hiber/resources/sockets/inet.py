@@ -26,7 +26,8 @@ import struct
 from ...images.messages import classes
 from ...kernel import inet_diag
 from ...kernel import tcp_repair as R
-from ..files.common import O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
+from ..files.common import (O_CLOEXEC, UnsupportedFile, borrow_fd, high_dup,
+                            set_status_flags)
 from ..files.table import FD_TYPES, Kind
 from .common import is_socket, socket_of
 from .options import check_options, dump_options, restore_options
@@ -492,21 +493,60 @@ def _closed(sock):
 
 
 def install(stub, entry, fd, fd_ids):
-    """Once every socket of the tree exists: each gets its own
-    SO_REUSEADDR/SO_REUSEPORT back, and a connection leaves repair mode."""
+    """Once every socket of the tree exists: each but a connection (see
+    leave_repair) gets its own SO_REUSEADDR/SO_REUSEPORT back."""
     isk = entry.isk
+    if is_connection(isk) and not _closing(stub.files):
+        return
     sock = socket.socket(fileno=os.dup(fd))
     try:
-        if is_connection(isk) and not _closing(stub.files):
-            try:
-                R.set_repair(sock, False)
-            except OSError:
-                pass  # not in repair mode: turned off by a process sharing it
-        # both ways: leaving repair mode turned SO_REUSEADDR off
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(isk.opts.reuseaddr))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(isk.opts.so_reuseport))
     finally:
         sock.close()
+
+
+def finish_connections(plan, lock):
+    """The restore's last step before the tree runs, as criu's: every
+    connection leaves repair mode (a restore that fails before it leaves
+    them in repair mode, and they close without a word) with its own
+    SO_REUSEADDR/SO_REUSEPORT back (leaving repair mode clears the first),
+    then the network lock goes, then each is pushed: what it queued while
+    the lock dropped its packets (a FIN, say) goes out now, not at its next
+    timer (TCP_NODELAY on pushes pending frames: tcp.c)."""
+    held = []
+    try:
+        if not _closing(plan.files):
+            for f, sock in _connections_of(plan):
+                held.append((f, sock))
+                R.set_repair(sock, False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR,
+                                int(f.isk.opts.reuseaddr))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT,
+                                int(f.isk.opts.so_reuseport))
+        if lock is not None:
+            lock.unlock()
+        for f, sock in held:
+            nodelay = sock.getsockopt(R.SOL_TCP, R.TCP_NODELAY)
+            sock.setsockopt(R.SOL_TCP, R.TCP_NODELAY, 1)
+            sock.setsockopt(R.SOL_TCP, R.TCP_NODELAY, nodelay)
+    finally:
+        for _, sock in held:
+            sock.close()
+
+
+def _connections_of(plan):
+    """(file entry, hiber's socket object of it) of each TCP connection of
+    the restored tree, once each."""
+    seen = set()
+    for p in plan.live:
+        for e in p.fdinfo:
+            f = plan.files.entry(e.id)
+            if e.id in seen or not f.HasField("isk") or not is_connection(f.isk):
+                continue
+            seen.add(e.id)
+            with borrow_fd(p.pid, e.fd) as ours:
+                yield f, socket.socket(fileno=os.dup(ours))
 
 
 def connections(files):

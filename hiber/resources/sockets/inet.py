@@ -30,6 +30,8 @@ from ..files.common import (O_CLOEXEC, UnsupportedFile, borrow_fd, high_dup,
                             set_status_flags)
 from ..files.table import FD_TYPES, Kind
 from .common import is_socket, socket_of
+from .inet_options import (IP_FREEBIND, IPV6_V6ONLY, SOL_IP, SOL_IPV6, dump_ip_options,
+                           dump_tcp_options, restore_ip_options, restore_tcp_options)
 from .options import check_options, dump_options, restore_options
 from . import tcp
 from .netlock import NetworkLock
@@ -38,11 +40,6 @@ log = logging.getLogger(__name__)
 
 IPPROTO_UDPLITE = 136
 SOL_UDP, UDP_CORK = 17, 1
-SOL_IP, SOL_IPV6, SOL_RAW, SOL_ICMPV6 = 0, 41, 255, 58
-IP_TOS, IP_TTL, IP_HDRINCL, IP_PKTINFO = 1, 2, 3, 8
-IP_FREEBIND, IP_NODEFRAG = 15, 22
-IPV6_HDRINCL, IPV6_RECVPKTINFO, IPV6_V6ONLY, IPV6_FREEBIND = 36, 49, 26, 78
-ICMP_FILTER, ICMPV6_FILTER = 1, 1
 SO_PEERNAME = 28
 PROTOCOLS = {socket.IPPROTO_IP, socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_UDPLITE,
              socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6}
@@ -203,60 +200,6 @@ def _check_dumpable(fd, me, sock_type, proto, sock, options):
                               "cannot dump")
 
 
-def _ip_options(sock, family, sock_type, proto):
-    """ip_opts_entry: what CRIU's dump_ip_opts keeps (only what is set)."""
-    ip = classes["ip_opts_entry"]()
-    if family == socket.AF_INET6:
-        freebind = sock.getsockopt(SOL_IPV6, IPV6_FREEBIND)
-        pktinfo = sock.getsockopt(SOL_IPV6, IPV6_RECVPKTINFO)
-        tos = ttl = 0
-    else:
-        freebind = sock.getsockopt(SOL_IP, IP_FREEBIND)
-        pktinfo = sock.getsockopt(SOL_IP, IP_PKTINFO)
-        tos = sock.getsockopt(SOL_IP, IP_TOS)
-        ttl = sock.getsockopt(SOL_IP, IP_TTL)
-    if freebind:
-        ip.freebind = True
-    if pktinfo:
-        ip.pktinfo = True
-    if tos:
-        ip.tos = tos
-    if ttl:
-        ip.ttl = ttl
-    if sock_type == socket.SOCK_RAW:
-        raw = ip.raw
-        if family == socket.AF_INET6:
-            hdrincl = sock.getsockopt(SOL_IPV6, IPV6_HDRINCL)
-            if proto == socket.IPPROTO_ICMPV6:
-                raw.icmpv_filter.extend(struct.unpack("=8I", sock.getsockopt(
-                    SOL_ICMPV6, ICMPV6_FILTER, 32)))
-        else:
-            hdrincl = sock.getsockopt(SOL_IP, IP_HDRINCL)
-            if sock.getsockopt(SOL_IP, IP_NODEFRAG):
-                raw.nodefrag = True
-            if proto == socket.IPPROTO_ICMP:
-                raw.icmpv_filter.extend(struct.unpack("=I", sock.getsockopt(
-                    SOL_RAW, ICMP_FILTER, 4)))
-        if hdrincl:
-            raw.hdrincl = True
-        raw.SetInParent()
-    return ip
-
-
-def _tcp_options(sock):
-    """tcp_opts_entry: the ones set (CRIU's dump_tcp_opts)."""
-    t = classes["tcp_opts_entry"]()
-    for field, option in (("nodelay", R.TCP_NODELAY), ("cork", R.TCP_CORK)):
-        if sock.getsockopt(R.SOL_TCP, option):
-            setattr(t, field, True)
-    for field, option in (("keepcnt", R.TCP_KEEPCNT), ("keepidle", R.TCP_KEEPIDLE),
-                          ("keepintvl", R.TCP_KEEPINTVL)):
-        value = sock.getsockopt(R.SOL_TCP, option)
-        if value:
-            setattr(t, field, value)
-    return t
-
-
 def _needs_scope(packed):
     """An IPv6 address a bind() needs an interface for: link-local, or a
     multicast one of link or node scope."""
@@ -293,11 +236,11 @@ def dump_fd(table, fd):
                     raise UnsupportedFile(f"{where} is bound to a link-local address "
                                           "without a device: hiber cannot bind it again")
                 entry.ifname = device.rstrip(b"\0").decode()
-        entry.ip_opts.CopyFrom(_ip_options(sock, family, sock_type, proto))
+        entry.ip_opts.CopyFrom(dump_ip_options(sock, family, sock_type, proto))
         entry.opts.CopyFrom(dump_options(sock, where))
         entry.tcp_opts.SetInParent()  # as CRIU: present, empty but for TCP
         if proto == socket.IPPROTO_TCP and sock_type != socket.SOCK_RAW:
-            entry.tcp_opts.CopyFrom(_tcp_options(sock))
+            entry.tcp_opts.CopyFrom(dump_tcp_options(sock))
         if proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_UDPLITE) \
                 and me.shutdown:
             entry.shutdown = me.shutdown
@@ -403,41 +346,6 @@ def _bind(sock, isk):
         sock.setsockopt(SOL_IP, IP_FREEBIND, 0)
 
 
-def _restore_ip_options(sock, isk):
-    ip = isk.ip_opts
-    if isk.family == socket.AF_INET6:
-        if ip.freebind:
-            sock.setsockopt(SOL_IPV6, IPV6_FREEBIND, 1)
-        if ip.pktinfo:
-            sock.setsockopt(SOL_IPV6, IPV6_RECVPKTINFO, 1)
-    else:
-        for field, option in (("freebind", IP_FREEBIND), ("pktinfo", IP_PKTINFO),
-                              ("tos", IP_TOS), ("ttl", IP_TTL)):
-            if ip.HasField(field):
-                sock.setsockopt(SOL_IP, option, int(getattr(ip, field)))
-    if ip.HasField("raw"):
-        raw = ip.raw
-        if len(raw.icmpv_filter):
-            words = list(raw.icmpv_filter)
-            level, option = (SOL_ICMPV6, ICMPV6_FILTER) if isk.family == socket.AF_INET6 \
-                else (SOL_RAW, ICMP_FILTER)
-            sock.setsockopt(level, option, struct.pack(f"={len(words)}I", *words))
-        if raw.HasField("nodefrag"):
-            sock.setsockopt(SOL_IP, IP_NODEFRAG, int(raw.nodefrag))
-        if raw.HasField("hdrincl"):
-            level, option = (SOL_IPV6, IPV6_HDRINCL) if isk.family == socket.AF_INET6 \
-                else (SOL_IP, IP_HDRINCL)
-            sock.setsockopt(level, option, int(raw.hdrincl))
-
-
-def _restore_tcp_options(sock, t):
-    for field, option in (("nodelay", R.TCP_NODELAY), ("cork", R.TCP_CORK),
-                          ("keepcnt", R.TCP_KEEPCNT), ("keepidle", R.TCP_KEEPIDLE),
-                          ("keepintvl", R.TCP_KEEPINTVL)):
-        if t.HasField(field):
-            sock.setsockopt(R.SOL_TCP, option, int(getattr(t, field)))
-
-
 def open_socket(stub, entry):
     isk = entry.isk
     sock = socket.socket(isk.family, isk.type, isk.proto)
@@ -463,10 +371,10 @@ def open_socket(stub, entry):
                 sock.listen(isk.backlog)
             if isk.dst_port:
                 sock.connect(_address(isk, isk.dst_addr, isk.dst_port))
-        _restore_ip_options(sock, isk)
+        restore_ip_options(sock, isk)
         restore_options(sock, isk.opts)
         if isk.proto == socket.IPPROTO_TCP and isk.HasField("tcp_opts"):
-            _restore_tcp_options(sock, isk.tcp_opts)
+            restore_tcp_options(sock, isk.tcp_opts)
         if isk.HasField("shutdown") and isk.shutdown and isk.proto in (
                 socket.IPPROTO_UDP, IPPROTO_UDPLITE, socket.IPPROTO_TCP) \
                 and not is_connection(isk):

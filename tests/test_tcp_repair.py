@@ -9,6 +9,7 @@ no reset and loses nothing. Without the option, dump and restore refuse in
 one line naming --tcp-established."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -380,3 +381,45 @@ def test_a_failed_restore_removes_the_lock_and_the_images_still_restore(tcpconn,
     assert tables() == before
     restore(images, "--tcp-established")
     tcpconn.check(timeout=60)
+
+
+IN_A_NAMESPACE = """
+import ctypes, fcntl, socket, struct, sys, time
+assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0  # CLONE_NEWNET
+with socket.socket() as s:  # lo up (SIOCSIFFLAGS)
+    fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 1 | 0x40))
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+print("READY port=%d" % l.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+
+def test_sock_diag_and_the_lock_reach_a_socket_in_another_network_namespace(tmp_path):
+    """For trees with a network namespace of their own: a socket is asked
+    about, and its connection locked, in its own namespace."""
+    from hiber.kernel import inet_diag, netns
+    from hiber.resources.sockets.netlock import NetworkLock
+    t = Target(sys.executable, ["-c", IN_A_NAMESPACE], tmp_path)
+    try:
+        t.wait_ready()
+        port = int(t.info["port"])
+        nsfd = os.open(f"/proc/{t.pid}/ns/net", os.O_RDONLY)
+        try:
+            assert not netns.is_ours(nsfd)
+            theirs = netns.call_in(nsfd, inet_diag.inet_sockets, 2, 6, 0)
+            ours = inet_diag.inet_sockets(2, 6, 0)
+            assert sorted(s.state for s in theirs.values() if port in
+                          (s.src_port, s.dst_port)) == [1, 1, 10]
+            assert not set(theirs) & set(ours)
+            lock = NetworkLock("nstest-lock")
+            loopback = socket.inet_aton("127.0.0.1")
+            netns.call_in(nsfd, lock.lock, 2, loopback, port, loopback, 1)
+            assert "CRIU-nstest-lock" in netns.call_in(nsfd, nftables.run, "list tables")
+            assert "CRIU-nstest-lock" not in nftables.run("list tables")
+            netns.call_in(nsfd, lock.unlock)
+            assert "CRIU-nstest-lock" not in netns.call_in(nsfd, nftables.run, "list tables")
+        finally:
+            os.close(nsfd)
+    finally:
+        t.stop()

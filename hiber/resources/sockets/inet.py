@@ -24,7 +24,7 @@ import socket
 import struct
 
 from ...images.messages import classes
-from ...kernel import inet_diag
+from ...kernel import inet_diag, netns
 from ...kernel import tcp_repair as R
 from ..files.common import (O_CLOEXEC, UnsupportedFile, borrow_fd, high_dup,
                             set_status_flags)
@@ -66,12 +66,21 @@ class InetDump:
         self.streams = []       # (ino, tcp_stream_entry, bytes)
         self.lock = None
         self.run_id = None
+        self.lock_namespaces = {}  # inode -> fd of each network namespace locked in
 
-    def described(self, family, sock_type, proto, ino):
-        key = (family, socket.IPPROTO_RAW, proto) if sock_type == socket.SOCK_RAW else \
+    def described(self, sock, sock_type, proto, ino):
+        """What sock_diag says of a socket, asked in its network namespace
+        (a tree may have one of its own)."""
+        family = sock.family
+        request = (family, socket.IPPROTO_RAW, proto) if sock_type == socket.SOCK_RAW else \
             (family, proto, 0)
-        if key not in self.diag:
-            self.diag[key] = inet_diag.inet_sockets(*key)
+        nsfd = netns.of_socket(sock.fileno())
+        try:
+            key = (os.fstat(nsfd).st_ino, request)
+            if key not in self.diag:
+                self.diag[key] = netns.call_in(nsfd, inet_diag.inet_sockets, *request)
+        finally:
+            os.close(nsfd)
         return self.diag[key].get(ino)
 
     def network_lock(self):
@@ -100,8 +109,11 @@ class InetDump:
                     pass
             sock.close()
         self.repaired.clear()
-        if self.lock is not None and not tree_killed:
-            self.lock.unlock()
+        for nsfd in self.lock_namespaces.values():
+            if self.lock is not None and not tree_killed:
+                netns.call_in(nsfd, self.lock.unlock)
+            os.close(nsfd)
+        self.lock_namespaces.clear()
 
 
 def release_connections(table, tree_killed):
@@ -216,7 +228,7 @@ def dump_fd(table, fd):
             raise UnsupportedFile(f"{where} is an inet socket of protocol {proto}, which "
                                   "neither criu nor hiber dumps (Go programs: "
                                   "GODEBUG=multipathtcp=0 turns MPTCP off)")
-        me = state.described(family, sock_type, proto, fd.info.st_ino)
+        me = state.described(sock, sock_type, proto, fd.info.st_ino)
         if me is None:
             me = _undescribed(sock, fd, family, sock_type, proto)
         _check_dumpable(fd, me, sock_type, proto, sock, table.options)
@@ -253,7 +265,16 @@ def dump_fd(table, fd):
 def _dump_connection(state, sock, entry, me, where):
     """Lock the connection's packets out, turn repair on and read it; the
     socket stays in repair mode (see tcp.py)."""
-    state.network_lock().lock(me.family, me.src, me.src_port, me.dst, me.dst_port)
+    # in the socket's network namespace: its packets go through that one's
+    # nftables
+    nsfd = netns.of_socket(sock.fileno())
+    ino = os.fstat(nsfd).st_ino
+    if ino in state.lock_namespaces:
+        os.close(nsfd)
+        nsfd = state.lock_namespaces[ino]
+    state.lock_namespaces[ino] = nsfd  # unlocked there (release)
+    netns.call_in(nsfd, state.network_lock().lock, me.family, me.src, me.src_port,
+                  me.dst, me.dst_port)
     ours = sock.dup()
     try:
         R.set_repair(ours, True)

@@ -110,8 +110,10 @@ class NetworkLock:
         if self.method == NETWORK_LOCK_IPTABLES:
             raise NetworkLockError("--network-lock iptables: iptables is not supported by "
                                    "hiber; give --network-lock nftables (or skip)")
-        commands = [] if self._made else _table_commands(self.table)
-        nft(*commands, *_elements(self.table, [(family, src, sport, dst, dport)]))
+        # the table each time (idempotent): the caller's network namespace
+        # may be another one than the last call's
+        nft(*_table_commands(self.table),
+            *_elements(self.table, [(family, src, sport, dst, dport)]))
         if not self._made:
             log.info("Network locked with nftables table %s", self.table)
         self._made = True

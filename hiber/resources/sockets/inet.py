@@ -13,7 +13,9 @@ and a TCP connection needs --tcp-established (tcp.py) or --tcp-close.
 
 Restore makes the socket again, with SO_REUSEADDR and SO_REUSEPORT on while
 the tree's sockets are being made (a listener and its accepted connections
-share a port); each gets its own values back once all exist (install).
+share a port); each gets its own values back once all exist (install), a
+connection once it leaves repair mode, the restore's last step
+(finish_connections).
 """
 
 import errno
@@ -22,6 +24,7 @@ import os
 import select
 import socket
 import struct
+import uuid
 
 from ...images.messages import classes
 from ...kernel import inet_diag, netns
@@ -85,7 +88,6 @@ class InetDump:
 
     def network_lock(self):
         if self.lock is None:
-            import uuid
             self.run_id = str(uuid.uuid4())
             self.lock = NetworkLock(self.run_id, self.table.options.network_lock)
         return self.lock
@@ -118,18 +120,16 @@ class InetDump:
 
 def release_connections(table, tree_killed):
     """dump.py's call once the dump's outcome is known (see InetDump.release)."""
-    state = table._states.get(KIND.name)
-    if state is not None:
-        state.release(tree_killed)
+    table.state(KIND, lambda: InetDump(table)).release(tree_killed)
 
 
 def annotate_inventory(table, inventory):
     """What the restore must know of the dump's connections: the lock's
     table (named after the run id) and method, and --tcp-close."""
-    state = table._states.get(KIND.name)
+    state = table.state(KIND, lambda: InetDump(table))
     if table.options.tcp_close:
         inventory.tcp_close = True
-    if state is not None and state.lock is not None:
+    if state.lock is not None:
         inventory.dump_criu_run_id = state.run_id
         inventory.network_lock_method = state.lock.method
 

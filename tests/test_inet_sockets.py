@@ -254,3 +254,31 @@ def test_a_listener_shared_with_a_child_comes_back_shared(tmp_path):
         t.check()
     finally:
         t.stop()
+
+
+def test_tcp_skip_in_flight_drops_the_waiting_connections(tmp_path):
+    """As criu --tcp-skip-in-flight: the listener comes back without the
+    connections it had not accepted, and accepts new ones."""
+    code = ("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n"
+            "print('READY port=%d' % l.getsockname()[1], flush=True)\n"
+            "import signal; checked = []\n"
+            "signal.signal(signal.SIGRTMIN + 1, lambda *_: checked.append(1))\n"
+            "while not checked: signal.pause()\n"
+            "l.settimeout(5); a, _ = l.accept(); a.sendall(b'new')\n"
+            "print('PASS', flush=True)")
+    t = Target(sys.executable, ["-c", "import socket\n" + code], tmp_path)
+    try:
+        t.wait_ready()
+        waiting = socket.create_connection(("127.0.0.1", int(t.info["port"])), timeout=10)
+        try:
+            refused = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "refused", "-R")
+            assert refused.returncode == 1 and b"not accepted yet" in refused.stderr
+            dump(t, tmp_path / "images", "--tcp-skip-in-flight")
+        finally:
+            waiting.close()
+        restore(tmp_path / "images")
+        with socket.create_connection(("127.0.0.1", int(t.info["port"])), timeout=10) as c:
+            t.check()
+            assert c.recv(3) == b"new"
+    finally:
+        t.stop()

@@ -282,3 +282,41 @@ def test_tcp_skip_in_flight_drops_the_waiting_connections(tmp_path):
             assert c.recv(3) == b"new"
     finally:
         t.stop()
+
+
+IN_FLIGHT = """
+import array, signal, socket, sys
+a, b = socket.socketpair()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(3)
+names = (u.getsockname(), l.getsockname())
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                    array.array("i", [u.fileno(), l.fileno()]))])
+u.close(); l.close()  # they live only in the queue now
+print("READY", flush=True)
+checked = []
+signal.signal(signal.SIGRTMIN + 1, lambda *_: checked.append(1))
+while not checked:
+    signal.pause()
+_, anc, _, _ = b.recvmsg(1, socket.CMSG_LEN(8))
+fds = array.array("i"); fds.frombytes(anc[0][2])
+u, l = socket.socket(fileno=fds[0]), socket.socket(fileno=fds[1])
+ok = (u.getsockname(), l.getsockname()) == names and \\
+    l.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+print("PASS" if ok else "FAIL %r" % ((u.getsockname(), l.getsockname()),), flush=True)
+sys.exit(0 if ok else 1)
+"""
+
+
+def test_inet_sockets_in_flight_in_a_unix_queue_come_back(tmp_path):
+    """A UDP socket and a listener passed with SCM_RIGHTS and closed by
+    their sender live only in the unix socket's queue: they come back
+    there, bound and listening as they were."""
+    t = Target(sys.executable, ["-c", IN_FLIGHT], tmp_path)
+    try:
+        t.wait_ready()
+        dump(t, tmp_path / "images")
+        restore(tmp_path / "images")
+        t.check()
+    finally:
+        t.stop()

@@ -211,8 +211,8 @@ def _add_common_options(p):
                    help="run SCRIPT at pre-dump, post-dump, pre-restore, post-restore, "
                         "pre-resume and post-resume, with criu's CRTOOLS_* variables")
     p.add_argument("--network-lock", choices=["iptables", "nftables", "skip"],
-                   help="accepted: hiber dumps no network state (inet sockets and network "
-                        "namespaces are refused), so there is nothing to lock")
+                   help="how TCP connections are kept from the network between dump and "
+                        "restore: nftables (default here; iptables is absent) or skip")
     # criu (and zdtm, on every dump) passes it; only a pre-dump reads it
     p.add_argument("--pre-dump-mode", choices=["splice", "read"], default="splice",
                    help="pre-dump: recorded in the inventory as criu does (hiber reads "
@@ -334,6 +334,11 @@ def options_from(args):
         cgroup_roots=tuple(_cgroup_root(r) for r in getattr(args, "cgroup_root", [])),
         cgroup_yard=_in_work_dir(args, getattr(args, "cgroup_yard", None)),
         cgroup_dump_controllers=tuple(getattr(args, "cgroup_dump_controller", [])),
+        tcp_established=getattr(args, "tcp_established", False),
+        tcp_close=getattr(args, "tcp_close", False),
+        tcp_skip_in_flight=getattr(args, "tcp_skip_in_flight", False)
+        or getattr(args, "skip_in_flight", False),
+        network_lock=getattr(args, "network_lock", None),
         fault=os.environ.get("HIBER_FAULT"))
 
 

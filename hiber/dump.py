@@ -30,6 +30,7 @@ from .progress import progress_bar
 from .resources import (cgroups, core, dirty, files, fs, locks, namespaces, ns, pages, task,
                         taskstate, vmas)
 from .resources.seccomp import SeccompFilters
+from .resources.sockets import inet
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def dump(pid, images_dir, *, options=None, **given):
                                                     or options.leave_stopped))
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
+        inet.release_connections(file_table, tree_killed=False)  # network lock: off
         tree.thaw()
         raise
     finally:
@@ -165,15 +167,19 @@ def dump(pid, images_dir, *, options=None, **given):
     dirty.retire(previous)
 
     if options.leave_running:
+        inet.release_connections(file_table, tree_killed=False)  # network lock: off
         tree.thaw()
         log.info("Dump finished; the tree runs on")
     elif options.leave_stopped:
+        inet.release_connections(file_table, tree_killed=False)  # network lock: off
         for pid_ in tree.processes:
             os.kill(pid_, signal.SIGSTOP)
         tree.thaw()
         log.info("Dump finished; the tree is left stopped")
     else:
         tree.kill()
+        # network lock: kept for the restore; the connections close in repair mode
+        inet.release_connections(file_table, tree_killed=True)
         log.info("Dump finished; the tree was killed")
     if lazy_store is not None:
         serve_kept_pages(lazy_store, options)
@@ -340,7 +346,9 @@ def write_images(images, tree, collected, zombies, file_table, ids, seccomp, had
         if entries is not None:
             images.write(type_name, key, entries if isinstance(entries, list) else [entries])
     # the inventory last: a dir without it is recognisably incomplete
-    images.write("INVENTORY", None, [task.inventory(ids.root_ids, had_uprobes)])
+    inventory = task.inventory(ids.root_ids, had_uprobes)
+    inet.annotate_inventory(file_table, inventory)  # network lock: its table, --tcp-close
+    images.write("INVENTORY", None, [inventory])
 
 
 def write_stats(images, clock, collected, pages_written, shared):

@@ -71,12 +71,22 @@ class Options:
     # --cgroup-root as (controller or None, path) pairs, --cgroup-yard,
     # --cgroup-dump-controller
     manage_cgroups: str = "soft"
-    # dump and restore the tree's file locks (criu --file-locks; without it
-    # a tree holding one, or images holding some, are refused)
-    file_locks: bool = False
     cgroup_roots: tuple = ()
     cgroup_yard: str | None = None
     cgroup_dump_controllers: tuple = ()
+    # dump and restore the tree's file locks (criu --file-locks; without it
+    # a tree holding one, or images holding some, are refused)
+    file_locks: bool = False
+    # inet sockets (resources/sockets/inet.py, tcp.py, netlock.py): dump and
+    # restore established TCP connections through TCP_REPAIR (criu
+    # --tcp-established), or dump them and bring them back closed
+    # (--tcp-close); a listener's connections not accepted yet are dropped
+    # (--tcp-skip-in-flight); how connections are kept from the network
+    # meanwhile ("nftables", the default here, or "skip"; criu --network-lock)
+    tcp_established: bool = False
+    tcp_close: bool = False
+    tcp_skip_in_flight: bool = False
+    network_lock: str | None = None
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

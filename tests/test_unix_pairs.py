@@ -101,8 +101,9 @@ def refused(tmp_path, t):
 REFUSED = {
     "urgent": ("a, b = socket.socketpair(); a.send(b'u', socket.MSG_OOB)",
                "out-of-band byte (MSG_OOB)"),
-    "inet": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)",
-             "is an inet datagram socket (UDP)"),
+    "inet": ("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); "
+             "c = socket.create_connection(l.getsockname()); a = l.accept()",
+             "is a connected TCP socket: give --tcp-established"),
 }
 
 

@@ -42,6 +42,8 @@ EXTRA_LENGTH = {
     "IPCNS_SEM": lambda m: (2 * m.nsems + 7) // 8 * 8,
     # a segment's contents inline, padded to 4 bytes, unless in pagemap-shmem
     "IPCNS_SHM": lambda m: 0 if m.in_pagemaps else (m.size + 3) // 4 * 4,
+    # the receive queue's bytes, then the send queue's (CRIU's dump_tcp_conn_state)
+    "TCP_STREAM": lambda m: m.inq_len + m.outq_len,
 }
 
 

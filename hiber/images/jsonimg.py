@@ -17,7 +17,11 @@ def image_to_json(image, pretty=True):
     entries = []
     for entry in image.entries:
         d = to_dict(entry.message, pretty)
-        if image.type.name in EXTRA_LENGTH or entry.extra is not None:
+        if image.type.name == "TCP_STREAM":  # crit splits it in its two queues
+            extra, inq = entry.extra or b"", entry.message.inq_len
+            d["extra"] = {"inq": base64.encodebytes(extra[:inq]).decode(),
+                          "outq": base64.encodebytes(extra[inq:]).decode()}
+        elif image.type.name in EXTRA_LENGTH or entry.extra is not None:
             d["extra"] = base64.encodebytes(entry.extra or b"").decode()
         entries.append(d)
     # crit names a file by its magic; shared magics show the first name
@@ -43,7 +47,10 @@ def image_from_json(data, source="<json>"):
         extra = item.pop("extra", None) if isinstance(item, dict) else None
         try:
             message = from_dict(item, cls)
-            if extra is not None:
+            if isinstance(extra, dict):  # a tcp stream's queues
+                extra = b"".join(base64.decodebytes(extra.get(q, "").encode())
+                                 for q in ("inq", "outq"))
+            elif extra is not None:
                 extra = base64.decodebytes(extra.encode())
             message.SerializeToString()  # reports missing required fields
         except (ValueError, TypeError, AttributeError, binascii.Error) as e:

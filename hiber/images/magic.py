@@ -68,7 +68,7 @@ IMAGE_TYPES = [
     _t("FILE_LOCKS", 0x54323616, "filelocks.img", "file_lock_entry"),
     _t("REMAP_FPATH", 0x59133954, "remap-fpath.img", None),
     _t("GHOST_FILE", 0x52583605, "ghost-file-{}.img", None, key_format="x"),
-    _t("TCP_STREAM", 0x51465506, "tcp-stream-{}.img", None, key_format="x"),
+    _t("TCP_STREAM", 0x51465506, "tcp-stream-{}.img", "tcp_stream_entry", key_format="x"),
     _t("SK_QUEUES", 0x56264026, "sk-queues.img", "sk_packet_entry"),
     _t("MNTS", 0x55563928, "mountpoints-{}.img", None),
     _t("UTSNS", 0x54473203, "utsns-{}.img", "utsns_entry"),

@@ -13,8 +13,10 @@ Reading accepts both the pretty and the plain form of every field.
 
 import base64
 import binascii
+import ipaddress
 import os
 import quopri
+import struct
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
@@ -108,6 +110,18 @@ def _scalar_to_json(field, value, pretty, in_hex):
     return value
 
 
+def _address_to_json(words):
+    """An address kept as 32-bit words in network order (an inet socket's
+    src_addr), as crit prints it: one word is IPv4, four IPv6."""
+    raw = struct.pack(f"={len(words)}I", *words)
+    return str(ipaddress.ip_address(raw[:4] if len(words) == 1 else raw[:16]))
+
+
+def _address_from_json(text):
+    raw = ipaddress.ip_address(text).packed
+    return list(struct.unpack(f"={len(raw) // 4}I", raw))
+
+
 def to_dict(message, pretty=True, in_hex=False):
     """A message as crit shows it: fields in number order, set fields only."""
     out = {}
@@ -118,6 +132,8 @@ def to_dict(message, pretty=True, in_hex=False):
                 out[field.name] = [to_dict(v, pretty, field_hex) for v in value]
             else:
                 out[field.name] = to_dict(value, pretty, field_hex)
+        elif field.is_repeated and pretty and _display(field).get("ipadd"):
+            out[field.name] = [_address_to_json(value)]
         elif field.is_repeated:
             out[field.name] = [_scalar_to_json(field, v, pretty, field_hex) for v in value]
         else:
@@ -187,6 +203,9 @@ def fill_from_dict(message, data):
             if not isinstance(value, list):
                 raise ValueError(f"{name}: expected a list")
             target = getattr(message, name)
+            if value and isinstance(value[0], str) and _display(field).get("ipadd"):
+                target.extend(_address_from_json(value[0]))
+                continue
             for item in value:
                 if field.type == FD.TYPE_MESSAGE:
                     fill_from_dict(target.add(), item)

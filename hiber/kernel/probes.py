@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import ptrace as pt
-from . import sock_diag
+from . import inet_diag, nftables, sock_diag, tcp_repair
 from .sys import (KCMP_VM, TFD_IOC_SET_TICKS, address_of, can_name_anonymous_mappings, kcmp,
                   libc, pidfd_getfd, pidfd_open, process_vm_readv, syscall)
 
@@ -275,6 +275,55 @@ def _unix_diag(child):
     return "NETLINK_SOCK_DIAG, unix_diag"
 
 
+def _nftables(child):
+    try:
+        return nftables.works()
+    except nftables.NftError as e:
+        raise ProbeFailed(f"nftables: {e}") from None
+
+
+def _tcp_half_closed(child):
+    """A connection shut down one way can still enter repair mode."""
+    import socket
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client.connect(listener.getsockname())
+        client.shutdown(socket.SHUT_WR)
+        try:
+            tcp_repair.set_repair(client, True)
+        except OSError as e:
+            raise ProbeFailed(f"TCP_REPAIR on a half-closed connection: {e.strerror}") \
+                from None
+    return "TCP_REPAIR on half-closed connections"
+
+
+def _net_diag_raw(child):
+    if not inet_diag.raw_diag_works():
+        raise ProbeFailed("sock_diag does not describe raw sockets (CONFIG_INET_RAW_DIAG)")
+    return "inet_diag of raw sockets"
+
+
+def _sockopt_buf_lock(child):
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.getsockopt(socket.SOL_SOCKET, 72)  # SO_BUF_LOCK, Linux 5.14
+        except OSError as e:
+            raise ProbeFailed(f"SO_BUF_LOCK: {e.strerror}") from None
+    return "SO_BUF_LOCK"
+
+
+def _ipv6_freebind(child):
+    import socket
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, 78, 1)  # IPV6_FREEBIND, Linux 4.15
+        except OSError as e:
+            raise ProbeFailed(f"IPV6_FREEBIND: {e.strerror}") from None
+    return "IPV6_FREEBIND"
+
+
 def _uffd(child):
     fd = syscall("userfaultfd", os.O_CLOEXEC | os.O_NONBLOCK)
     os.close(fd)
@@ -321,6 +370,14 @@ PROBES = [
     Probe("mem_dirty_track", "no incremental dumps: every dump copies all memory",
           _dirty_tracking),
     Probe("uffd", "no lazy restore", _uffd),
+    Probe("tcp_half_closed", "half-closed TCP connections cannot be dumped",
+          _tcp_half_closed),
+    Probe("net_diag_raw", "raw sockets are dumped without sock_diag (as unbound ones)",
+          _net_diag_raw),
+    Probe("sockopt_buf_lock", "SO_BUF_LOCK is not kept", _sockopt_buf_lock),
+    Probe("ipv6_freebind", "IPV6_FREEBIND is not kept", _ipv6_freebind),
+    Probe("network_lock_nftables", "TCP connections are not kept from the network between "
+          "dump and restore", _nftables),
     Probe("uffd-noncoop", "a lazily restored process that forks or remaps memory may read "
           "zeros", _uffd_noncoop),
 ]

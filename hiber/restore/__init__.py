@@ -27,6 +27,7 @@ from ..images.imagedir import ImageDir
 from ..options import build_options
 from ..resources import cgroups, locks, ns, taskstate
 from ..resources.files import owners
+from ..resources.sockets import inet
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
 from .kernel_areas import plan_vdso  # noqa: F401 - what restore would do with each vdso
@@ -76,6 +77,7 @@ def restore(images_dir, *, options=None, **given):
     with _undone_on_failure(cgroup_tree):
         cgroup_tree.prepare()
         plan = Plan(images, options)                                # 1. read, check
+        lock = None
         try:
             # creds, seccomp, scheduling, CPUs, registers: refused here if not restorable
             task_state = taskstate.TaskStatePlan(images, images.inventory(), plan.live)
@@ -84,6 +86,7 @@ def restore(images_dir, *, options=None, **given):
                      images.path, plan.root.pid)
 
             namespaces = ns.TreeNamespaces(images, dict(plan.process_ids)[plan.root.pid])
+            lock = inet.restore_lock(plan.files)  # network lock: held until the tree runs
             with Subreaper(), contextlib.closing(namespaces):
                 namespaces.make()  # UTS, IPC: before the stubs, which are born in them
                 forking = time.perf_counter()
@@ -100,14 +103,20 @@ def restore(images_dir, *, options=None, **given):
                         task_state.finish(p)  # creds, seccomp, scheduling, CPUs: last
                     scripts.run(actions.POST_RESTORE, plan.root.pid)    # its failure aborts
                     scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
+                    # TCP connections out of repair mode, then the network lock off
+                    inet.finish_connections(plan, lock)
                     release.release_tree(plan)                          # 4. let them run
                 except BaseException:
                     log.error("Restore failed; removing the processes it had started")
                     stubs.kill()
+                    if lock is not None:
+                        lock.unlock()  # network lock: off, the connections are lost
                     raise
                 stubs.close()
         finally:
             plan.close()  # the merged pages of incremental images
+            if lock is not None:
+                lock.unlock()  # network lock: off on every way out (quiet when done already)
 
     elapsed = time.perf_counter() - started
     release.write_stats(images, forking, elapsed, pages)

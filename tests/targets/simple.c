@@ -1,4 +1,4 @@
-/* A small target with one optional extra: "socket" (an inet one),
+/* A small target with one optional extra: "socket" (a corked UDP one),
  * "inotify", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
  * passing check) or nothing. */
 #include "harness.h"
@@ -15,8 +15,12 @@ int main(int argc, char **argv)
 {
 	int sv[2] = { -1, -1 };
 	harness_init();
-	if (argc > 1 && !strcmp(argv[1], "socket"))
+	if (argc > 1 && !strcmp(argv[1], "socket")) {
+		int one = 1;
 		sv[0] = socket(AF_INET, SOCK_DGRAM, 0);
+		/* corked (UDP_CORK): refused, as by criu */
+		setsockopt(sv[0], 17 /* SOL_UDP */, 1 /* UDP_CORK */, &one, sizeof(one));
+	}
 	if (argc > 1 && !strcmp(argv[1], "inotify"))
 		sv[0] = inotify_init1(0);
 	if (argc > 1 && !strcmp(argv[1], "io_uring")) {

@@ -2,7 +2,7 @@
 them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
-from ..sockets import netlink, other_families, packet, unix
+from ..sockets import inet, netlink, other_families, packet, unix
 from . import epoll, eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
 from .table import Table
 
@@ -15,6 +15,7 @@ KINDS = Table(
     timerfd.KIND,
     unix.KIND,            # socket links "socket:[N]" of the unix family
     netlink.KIND,
+    inet.KIND,            # inet and inet6: TCP, UDP, UDP-Lite, ICMP, raw
     packet.KIND,
     other_families.KIND,  # every other socket: refused, naming its family
     memfd.KIND,     # memfds and /dev/zero shared memory are S_ISREG: before regular files

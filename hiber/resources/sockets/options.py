@@ -2,12 +2,13 @@
 for every family, plus three of hiber's own that unix sockets use.
 
 Dump reads them with getsockopt() on hiber's duplicate of the socket;
-restore sets them with setsockopt() in the stub. What neither the format
-nor hiber can carry is refused here, in one line: a socket filter
-(SO_ATTACH_FILTER), which CRIU keeps but hiber does not restore yet.
+restore sets them with setsockopt() in the stub. A classic socket filter
+(SO_ATTACH_FILTER) is kept as CRIU keeps it: its instructions, one
+struct sock_filter (8 bytes) to each so_filter word.
 """
 
 import ctypes
+import os
 import socket
 import struct
 
@@ -18,7 +19,7 @@ from ..files.common import UnsupportedFile
 SOL_SOCKET = socket.SOL_SOCKET
 SO_NO_CHECK, SO_PRIORITY, SO_LINGER = 11, 12, 13
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21    # the _OLD ones: a struct timeval on x86-64
-SO_BINDTODEVICE, SO_GET_FILTER = 25, 26
+SO_BINDTODEVICE, SO_ATTACH_FILTER, SO_GET_FILTER = 25, 26, 26
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 SO_PASSSEC, SO_MARK, SO_PEEK_OFF = 34, 36, 42
 SO_BUF_LOCK = 72                     # Linux 5.14
@@ -58,12 +59,32 @@ def _filter_blocks(sock):
     return length.value
 
 
+def _filter(sock, where):
+    """The socket filter's instructions, each struct sock_filter as one
+    little-endian 64-bit word (CRIU's so_filter)."""
+    blocks = _filter_blocks(sock)
+    if not blocks:
+        return []
+    buf = ctypes.create_string_buffer(blocks * 8)
+    length = ctypes.c_uint32(blocks)  # sk_get_filter counts instructions, not bytes
+    if libc.getsockopt(sock.fileno(), SOL_SOCKET, SO_GET_FILTER, buf,
+                       ctypes.byref(length)) != 0:
+        err = ctypes.get_errno()
+        raise UnsupportedFile(f"{where}: cannot read its socket filter: {os.strerror(err)}")
+    return list(struct.unpack(f"<{length.value}Q", buf.raw[:length.value * 8]))
+
+
+def _attach_filter(sock, words):
+    """SO_ATTACH_FILTER with a struct sock_fprog (u16 len, pointer)."""
+    program = (ctypes.c_uint64 * len(words))(*words)
+    fprog = struct.pack("=HxxxxxxQ", len(words), ctypes.addressof(program))
+    sock.setsockopt(SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def dump_options(sock, where):
     """The sk_opts_entry of ``sock`` (hiber's socket object of a frozen
     process's socket); ``where`` names it in a refusal."""
-    if _filter_blocks(sock):
-        raise UnsupportedFile(f"{where} has a socket filter (SO_ATTACH_FILTER), which hiber "
-                              "cannot restore yet")
+    program = _filter(sock, where)
     snd = TIMEVAL.unpack(sock.getsockopt(SOL_SOCKET, SO_SNDTIMEO, TIMEVAL.size))
     rcv = TIMEVAL.unpack(sock.getsockopt(SOL_SOCKET, SO_RCVTIMEO, TIMEVAL.size))
     opts = classes["sk_opts_entry"](
@@ -89,6 +110,8 @@ def dump_options(sock, where):
     device = sock.getsockopt(SOL_SOCKET, SO_BINDTODEVICE, IFNAMSIZ).rstrip(b"\0")
     if device:
         opts.so_bound_dev = device.decode()
+    if program:
+        opts.so_filter.extend(program)
     _dump_unix_own(sock, opts)
     return opts
 
@@ -139,6 +162,8 @@ def restore_options(sock, opts):
                                                           opts.so_rcv_tmo_usec))
     if opts.so_bound_dev:
         sock.setsockopt(SOL_SOCKET, SO_BINDTODEVICE, opts.so_bound_dev.encode())
+    if len(opts.so_filter):
+        _attach_filter(sock, list(opts.so_filter))
     if opts.HasField("so_peek_off"):
         sock.setsockopt(SOL_SOCKET, SO_PEEK_OFF, opts.so_peek_off)
     if opts.so_passpidfd:
@@ -149,9 +174,6 @@ def restore_options(sock, opts):
 
 def check_options(opts, where):
     """Before a restore: refuse what restore_options could not give back."""
-    if len(opts.so_filter):
-        raise UnsupportedFile(f"{where} has a socket filter (SO_ATTACH_FILTER), which hiber "
-                              "cannot restore yet")
     if opts.so_bound_dev:
         try:
             socket.if_nametoindex(opts.so_bound_dev)

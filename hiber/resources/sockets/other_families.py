@@ -1,8 +1,10 @@
-"""Sockets of the families hiber cannot dump yet (inet, inet6, ...):
-recognised only to be refused in one line that names the
-family, the type and the protocol. Tried after every family hiber dumps.
+"""Sockets of the families hiber cannot dump yet (vsock, tipc, alg, ...):
+recognised only to be refused in one line that names the family, the type
+and the protocol. Tried after every family hiber dumps (unix, netlink,
+packet, inet and inet6).
 
-Their file entries in CRIU's images (INETSK, ...) are refused by the table's fallback, which names their type."""
+Their file entries in CRIU's images are refused by the table's fallback,
+which names their type."""
 
 import socket
 

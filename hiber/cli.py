@@ -238,6 +238,13 @@ def _add_common_options(p):
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
     p.add_argument("--file-locks", action="store_true",
                    help="dump and restore the file locks the tree holds")
+    p.add_argument("--tcp-established", action="store_true",
+                   help="dump and restore established TCP connections (TCP_REPAIR)")
+    p.add_argument("--tcp-close", action="store_true",
+                   help="dump established TCP connections, restore them closed")
+    p.add_argument("--tcp-skip-in-flight", "--skip-in-flight", dest="tcp_skip_in_flight",
+                   action="store_true",
+                   help="drop a listener's connections not accepted yet, rather than refuse")
     p.add_argument("--manage-cgroups", nargs="?", const="soft", default="soft",
                    choices=["ignore", "none", "props", "soft", "full", "strict"],
                    help="what restore does with the dumped cgroups (criu's modes; "
@@ -256,12 +263,10 @@ def _add_common_options(p):
             p.add_argument(flag, action="append", help=argparse.SUPPRESS)
 
 
-# criu options that only allow state hiber refuses anyway (sockets but pairs, deleted
-# files, file locks): with nothing of the kind in the tree they change
-# nothing; with something, the dump is refused naming it, flag or not
-PERMISSIONS = ("--tcp-established", "--tcp-close", "--link-remap",
-               "--evasive-devices", "--force-irmap", "--skip-in-flight",
-               "--tcp-skip-in-flight", "--unprivileged")
+# criu options that only allow state hiber refuses anyway (deleted files,
+# devices): with nothing of the kind in the tree they change nothing; with
+# something, the dump is refused naming it, flag or not
+PERMISSIONS = ("--link-remap", "--evasive-devices", "--force-irmap", "--unprivileged")
 _MOUNTS = "hiber has no mount namespace support yet"
 _CGROUPS = ("hiber saves the properties criu saves by default, and takes no other list "
             "of them")
@@ -336,8 +341,7 @@ def options_from(args):
         cgroup_dump_controllers=tuple(getattr(args, "cgroup_dump_controller", [])),
         tcp_established=getattr(args, "tcp_established", False),
         tcp_close=getattr(args, "tcp_close", False),
-        tcp_skip_in_flight=getattr(args, "tcp_skip_in_flight", False)
-        or getattr(args, "skip_in_flight", False),
+        tcp_skip_in_flight=getattr(args, "tcp_skip_in_flight", False),
         network_lock=getattr(args, "network_lock", None),
         fault=os.environ.get("HIBER_FAULT"))
 

@@ -182,7 +182,16 @@ S.message("file_entry",
           optional(17, "fifo", "fifo_entry"),
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),
-          optional(20, "memfd", "memfd_file_entry"))
+          optional(20, "memfd", "memfd_file_entry"),
+          optional(22, "pidfd", "pidfd_entry"))
+
+# a pidfd (CRIU's pidfd.proto): nspid -1 for a process that is gone
+S.message("pidfd_entry",
+          required(1, "id", "uint32"),
+          required(2, "ino", "uint32"),
+          required(3, "flags", "uint32"),
+          required(4, "nspid", "int32"),
+          required(5, "fown", "fown_entry"))
 
 # ---- file locks: filelocks.img (CRIU's file-lock.proto) ----------------
 

@@ -178,12 +178,36 @@ S.message("file_entry",
           optional(9, "epfd", "eventpoll_file_entry"),
           optional(10, "sgfd", "signalfd_entry"),
           optional(12, "tfd", "timerfd_entry"),
+          optional(13, "ify", "inotify_file_entry"),
           optional(16, "usk", "unix_sk_entry"),
           optional(17, "fifo", "fifo_entry"),
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),
           optional(20, "memfd", "memfd_file_entry"),
           optional(22, "pidfd", "pidfd_entry"))
+
+# inotify (fsnotify.proto) and file handles (fh.proto)
+S.message("fh_entry",
+          required(1, "bytes", "uint32"),
+          required(2, "type", "uint32"),
+          repeated(3, "handle", "uint64"),
+          optional(4, "path", "string"),
+          optional(5, "mnt_id", "uint32"))
+
+S.message("inotify_wd_entry",
+          required(1, "id", "uint32"),
+          required(2, "i_ino", "uint64"),
+          required(3, "mask", "uint32", hex=True),
+          required(4, "ignored_mask", "uint32", hex=True),
+          required(5, "s_dev", "uint32"),
+          required(6, "wd", "uint32"),
+          required(7, "f_handle", "fh_entry"))
+
+S.message("inotify_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32", hex=True),
+          required(4, "fown", "fown_entry"),
+          repeated(5, "wd", "inotify_wd_entry"))
 
 # a pidfd (CRIU's pidfd.proto): nspid -1 for a process that is gone
 S.message("pidfd_entry",

@@ -78,3 +78,36 @@ def test_tail_follows_on(tmp_path):
         assert t.alive()
     finally:
         t.stop()
+
+
+FANOTIFY_GROUP = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+f = sys.argv[1]
+fd = libc.fanotify_init(0x10, os.O_RDONLY)     # FAN_UNLIMITED_QUEUE, FAN_CLASS_NOTIF
+libc.fanotify_mark(fd, 1, ctypes.c_uint64(0x2 | 0x8), -100, f.encode())            # inode
+libc.fanotify_mark(fd, 0x11, ctypes.c_uint64(0x20), -100, os.path.dirname(f).encode())  # mount
+libc.fanotify_mark(fd, 0x31, ctypes.c_uint64(0x1), -100, os.path.dirname(f).encode())   # ignored
+print("READY", f"fd={fd}", flush=True)
+time.sleep(60)
+"""
+
+
+def _marks(pid, fd):
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return sorted(line for line in f.read().splitlines() if line.startswith("fanotify"))
+
+
+def test_fanotify_marks_come_back(tmp_path):
+    watched = tmp_path / "watched"
+    watched.write_text("x")
+    t = Target(sys.executable, ["-c", FANOTIFY_GROUP, watched], tmp_path)
+    try:
+        info = t.wait_ready()
+        before = _marks(t.pid, info["fd"])
+        assert len(before) == 3  # the group, a mount mark, an inode mark
+        dump(t, tmp_path / "images")
+        restore(tmp_path / "images")
+        assert _marks(t.pid, info["fd"]) == before
+    finally:
+        t.stop()

@@ -236,6 +236,9 @@ def _add_common_options(p):
     for flag in PERMISSIONS:
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ext-unix-sk", nargs="?", const="", help=argparse.SUPPRESS)
+    p.add_argument("--irmap-scan-path", action="append", metavar="PATH",
+                   help="accepted for criu's sake: hiber finds the inodes inotify watches "
+                        "by their file handles, with no path to scan")
     p.add_argument("--file-locks", action="store_true",
                    help="dump and restore the file locks the tree holds")
     p.add_argument("--tcp-established", action="store_true",
@@ -290,7 +293,6 @@ REFUSED = {
     "--ghost-limit": (1, "hiber does not dump deleted files yet"),
     "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
-    "--irmap-scan-path": (1, "hiber does not resolve inotify watches yet"),
     "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 

@@ -42,18 +42,26 @@ MEMBARRIER_CMD_GET_REGISTRATIONS = 1 << 9
 MEMBARRIER_BARRIERS = (1 << 3, 1 << 5, 1 << 7)  # PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ
 
 
+STARTED_AGAIN = {7}  # poll
+
+
 def gpregs_after_restart_fixup(regs):
     """user_x86_regs_entry, with the syscall-restart fixup CRIU stores (§2.6).
 
     A thread stopped inside an interrupted syscall shows rax = -ERESTART*;
     images hold the registers as the kernel would leave them to run on:
     restartable calls point back at the syscall instruction with rax =
-    the syscall number, RESTART_RESTARTBLOCK ones return -EINTR.
+    the syscall number, RESTART_RESTARTBLOCK ones return -EINTR, as with
+    criu: their restart block (the time left) stays in the kernel.  But
+    poll() is started again, rather than failing with an EINTR no signal
+    explains (programs such as tail -f give up on it): it then waits up to
+    its whole timeout again, its arguments being still in the registers.
     """
     values = {name: regs[i] for i, name in enumerate(pt.GPREG_NAMES)}
     ax = values["ax"] - (1 << 64) if values["ax"] >> 63 else values["ax"]
     if values["orig_ax"] >> 63 == 0:  # stopped in a syscall
-        if -ax in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND):
+        if -ax in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND) or \
+                (-ax == ERESTART_RESTARTBLOCK and values["orig_ax"] in STARTED_AGAIN):
             values["ax"] = values["orig_ax"]
             values["ip"] -= 2
         elif -ax == ERESTART_RESTARTBLOCK:

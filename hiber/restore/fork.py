@@ -27,7 +27,7 @@ from ..images import vma as V
 from ..kernel.clone import fork_with_pid
 from ..kernel.sys import syscall
 from ..resources import core, cow, ctty, files, fs, locks
-from ..resources.files import memfd, regular, terminal
+from ..resources.files import memfd, pidfd, regular, terminal
 
 STUB_TIMEOUT = 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
@@ -184,7 +184,8 @@ def stub_root(plan, writers):
         for e in p.fdinfo:
             entry = plan.files.entry(e.id)
             if not (regular.opens_late(plan.files, entry)
-                    or terminal.opens_late(plan.files, entry)):  # /dev/tty: its holder
+                    or terminal.opens_late(plan.files, entry)  # /dev/tty: its holder
+                    or pidfd.opens_late(plan.files, entry)):
                 stub_files.open_object(e.id)
     stub_process(plan, plan.root, stub_files, shared, writers, done=None)
 

@@ -178,11 +178,73 @@ S.message("file_entry",
           optional(9, "epfd", "eventpoll_file_entry"),
           optional(10, "sgfd", "signalfd_entry"),
           optional(12, "tfd", "timerfd_entry"),
+          optional(13, "ify", "inotify_file_entry"),
+          optional(14, "ffy", "fanotify_file_entry"),
           optional(16, "usk", "unix_sk_entry"),
           optional(17, "fifo", "fifo_entry"),
           optional(18, "pipe", "pipe_entry"),
           optional(19, "tty", "tty_file_entry"),
-          optional(20, "memfd", "memfd_file_entry"))
+          optional(20, "memfd", "memfd_file_entry"),
+          optional(22, "pidfd", "pidfd_entry"))
+
+# inotify (fsnotify.proto) and file handles (fh.proto)
+S.message("fh_entry",
+          required(1, "bytes", "uint32"),
+          required(2, "type", "uint32"),
+          repeated(3, "handle", "uint64"),
+          optional(4, "path", "string"),
+          optional(5, "mnt_id", "uint32"))
+
+S.message("inotify_wd_entry",
+          required(1, "id", "uint32"),
+          required(2, "i_ino", "uint64"),
+          required(3, "mask", "uint32", hex=True),
+          required(4, "ignored_mask", "uint32", hex=True),
+          required(5, "s_dev", "uint32"),
+          required(6, "wd", "uint32"),
+          required(7, "f_handle", "fh_entry"))
+
+S.message("inotify_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32", hex=True),
+          required(4, "fown", "fown_entry"),
+          repeated(5, "wd", "inotify_wd_entry"))
+
+S.enum("mark_type", INODE=1, MOUNT=2)
+
+S.message("fanotify_inode_mark_entry",
+          required(1, "i_ino", "uint64"),
+          required(2, "f_handle", "fh_entry"))
+
+S.message("fanotify_mount_mark_entry",
+          required(1, "mnt_id", "uint32"),
+          optional(2, "path", "string"))
+
+S.message("fanotify_mark_entry",
+          required(1, "id", "uint32"),
+          required(2, "type", "mark_type"),
+          required(3, "mflags", "uint32", hex=True),
+          required(4, "mask", "uint32", hex=True),
+          required(5, "ignored_mask", "uint32", hex=True),
+          required(6, "s_dev", "uint32"),
+          optional(7, "ie", "fanotify_inode_mark_entry"),
+          optional(8, "me", "fanotify_mount_mark_entry"))
+
+S.message("fanotify_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "flags", "uint32", hex=True),
+          required(3, "fown", "fown_entry"),
+          required(4, "faflags", "uint32", hex=True),
+          required(5, "evflags", "uint32", hex=True),
+          repeated(6, "mark", "fanotify_mark_entry"))
+
+# a pidfd (CRIU's pidfd.proto): nspid -1 for a process that is gone
+S.message("pidfd_entry",
+          required(1, "id", "uint32"),
+          required(2, "ino", "uint32"),
+          required(3, "flags", "uint32"),
+          required(4, "nspid", "int32"),
+          required(5, "fown", "fown_entry"))
 
 # ---- file locks: filelocks.img (CRIU's file-lock.proto) ----------------
 

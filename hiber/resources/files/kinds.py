@@ -3,7 +3,8 @@ them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
 from ..sockets import inet, netlink, other_families, packet, unix
-from . import epoll, eventfd, fifo, memfd, pipe, regular, signalfd, terminal, timerfd
+from . import (epoll, eventfd, fanotify, fifo, inotify, memfd, pidfd, pipe, regular, signalfd,
+               terminal, timerfd)
 from .table import Table
 
 KINDS = Table(
@@ -13,6 +14,9 @@ KINDS = Table(
     epoll.KIND,
     signalfd.KIND,
     timerfd.KIND,
+    pidfd.KIND,
+    inotify.KIND,
+    fanotify.KIND,
     unix.KIND,            # socket links "socket:[N]" of the unix family
     netlink.KIND,
     inet.KIND,            # inet and inet6: TCP, UDP, UDP-Lite, ICMP, raw

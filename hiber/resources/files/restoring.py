@@ -9,6 +9,7 @@ then each process puts its fds at their numbers.
 """
 
 import os
+import re
 
 from ...errors import RestoreError
 from ...options import Options
@@ -48,6 +49,10 @@ class FileImages:
             KINDS.of_entry(f).check(self, f)
 
 
+# /proc/PID/fd/N, /proc/PID/fdinfo/N: openable only while fd N exists
+PROC_FD_FILE = re.compile(r"^/proc/\d+/(task/\d+/)?(fd|fdinfo)/\d+$")
+
+
 class StubFiles(KindStates):
     """Opens every file object of a process at a high temporary number, then
     puts each fd at its number. Objects shared by several fds are opened once
@@ -84,11 +89,14 @@ class StubFiles(KindStates):
         return kind.map_fd(self, f, mode)
 
     def install(self, fdinfo_entries):
-        """Open every object, put every fd at its number, with its FD_CLOEXEC."""
-        for e in fdinfo_entries:
-            self.open_object(e.id)
-        for e in fdinfo_entries:
-            os.dup2(self.opened[e.id], e.fd, inheritable=not e.flags & 1)
+        """Open every object, put every fd at its number, with its FD_CLOEXEC.
+        A /proc/PID/fd or fdinfo file of an fd opens once that fd is there."""
+        first = [e for e in fdinfo_entries if not self._names_an_fd(e.id)]
+        for group in (first, [e for e in fdinfo_entries if e not in first]):
+            for e in group:
+                self.open_object(e.id)
+            for e in group:
+                os.dup2(self.opened[e.id], e.fd, inheritable=not e.flags & 1)
         fd_ids = {e.fd: e.id for e in fdinfo_entries}
         for e in fdinfo_entries:
             f = self.files.entry(e.id)
@@ -97,6 +105,10 @@ class StubFiles(KindStates):
                 kind.install(self, f, e.fd, fd_ids)
         self.close_temporaries()
         owners.rearm_async(self.files, fdinfo_entries)
+
+    def _names_an_fd(self, file_id):
+        f = self.files.entry(file_id)
+        return f.HasField("reg") and PROC_FD_FILE.match(f.reg.name) is not None
 
     def close_temporaries(self):
         for fd in set(self.opened.values()) | self._temporaries:

@@ -239,6 +239,11 @@ def _add_common_options(p):
     p.add_argument("--irmap-scan-path", action="append", metavar="PATH",
                    help="accepted for criu's sake: hiber finds the inodes inotify watches "
                         "by their file handles, with no path to scan")
+    p.add_argument("--ghost-limit", type=_size, metavar="SIZE",
+                   help="the largest deleted file kept in the images (default 1M; K, M, G)")
+    p.add_argument("--ghost-fiemap", "--no-ghost-fiemap", action="store_true",
+                   help="accepted for criu's sake: a deleted file's holes are always skipped "
+                        "(SEEK_DATA/SEEK_HOLE)")
     p.add_argument("--file-locks", action="store_true",
                    help="dump and restore the file locks the tree holds")
     p.add_argument("--tcp-established", action="store_true",
@@ -290,9 +295,6 @@ REFUSED = {
     "--lsm-profile": (1, "hiber restores the dumped LSM label only"),
     "--cgroup-props": (1, _CGROUPS), "--cgroup-props-file": (1, _CGROUPS),
     "--freeze-cgroup": (1, "hiber freezes with ptrace, not with a cgroup freezer"),
-    "--ghost-limit": (1, "hiber does not dump deleted files yet"),
-    "--ghost-fiemap": (0, "hiber does not dump deleted files yet"),
-    "--no-ghost-fiemap": (0, "hiber does not dump deleted files yet"),
     "--stream": (0, _PAGES), "--ps-socket": (1, _PAGES),
 }
 
@@ -338,6 +340,7 @@ def options_from(args):
         ext_unix_sk=getattr(args, "ext_unix_sk", None) is not None,
         manage_cgroups=getattr(args, "manage_cgroups", "soft"),
         file_locks=getattr(args, "file_locks", False),
+        ghost_limit=getattr(args, "ghost_limit", None) or (1 << 20),
         cgroup_roots=tuple(_cgroup_root(r) for r in getattr(args, "cgroup_root", [])),
         cgroup_yard=_in_work_dir(args, getattr(args, "cgroup_yard", None)),
         cgroup_dump_controllers=tuple(getattr(args, "cgroup_dump_controller", [])),
@@ -346,6 +349,17 @@ def options_from(args):
         tcp_skip_in_flight=getattr(args, "tcp_skip_in_flight", False),
         network_lock=getattr(args, "network_lock", None),
         fault=os.environ.get("HIBER_FAULT"))
+
+
+def _size(text):
+    """criu's sizes: a number of bytes, or with K, M or G."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    try:
+        if text[-1:].lower() in units:
+            return int(text[:-1]) * units[text[-1].lower()]
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or with K, M, G)")
 
 
 def _in_work_dir(args, path):

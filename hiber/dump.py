@@ -156,6 +156,7 @@ def dump(pid, images_dir, *, options=None, **given):
     except BaseException:
         log.error("Dump failed; letting the tree run on as it was")
         inet.release_connections(file_table, tree_killed=False)  # network lock: off
+        file_table.release(failed=True)  # the links a dump made for deleted files
         tree.thaw()
         raise
     finally:
@@ -310,6 +311,7 @@ def link_to_parent(images, options, collected, previous, track):
 
 def release_dump(images, file_table, previous):
     """What a dump holds open until it ends, however it ends."""
+    file_table.release(failed=False)
     file_table.shmem.close()
     previous.close()
     if images.page_server is not None:

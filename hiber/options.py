@@ -77,6 +77,9 @@ class Options:
     # dump and restore the tree's file locks (criu --file-locks; without it
     # a tree holding one, or images holding some, are refused)
     file_locks: bool = False
+    # dump: the largest deleted file whose contents go into the images
+    # (criu --ghost-limit; bytes on disk)
+    ghost_limit: int = 1 << 20
     # inet sockets (resources/sockets/inet.py, tcp.py, netlock.py): dump and
     # restore established TCP connections through TCP_REPAIR (criu
     # --tcp-established), or dump them and bring them back closed

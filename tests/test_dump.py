@@ -262,7 +262,8 @@ def test_stopped_process_stays_stopped(start_target, tmp_path):
     t.check()
 
 
-@pytest.mark.parametrize("kind,words", [("socket", "socket"), ("inotify", "inotify")])
+@pytest.mark.parametrize("kind,words", [("socket", "socket"),
+                                        ("userfaultfd", "userfaultfd")])
 def test_unsupported_fd_fails_with_pid_fd_and_kind(start_target, tmp_path, kind, words):
     t = start_target("simple", kind)
     fd = t.info["fd"]

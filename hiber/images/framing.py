@@ -66,8 +66,26 @@ class QueuedMessages:
             self.messages_left = message.qnum
 
 
+class GhostContents:
+    """ghost-file-N.img: a ghost_file_entry, then the file's data: all of it
+    after the entry, or (chunks, for larger files) each extent holding data
+    as a ghost_chunk_entry followed by its bytes (CRIU's files-reg.c)."""
+
+    def __init__(self):
+        self.first = True
+
+    def next_entry(self):
+        if self.first:
+            # None: the rest of the file
+            return classes["ghost_file_entry"], lambda m: 0 if m.chunks else None
+        return classes["ghost_chunk_entry"], lambda m: m.len
+
+    def read(self, message):
+        self.first = False
+
+
 # Images whose entries are of more than one message: a reader of each.
-MIXED_ENTRIES = {"IPCNS_MSG": QueuedMessages}
+MIXED_ENTRIES = {"IPCNS_MSG": QueuedMessages, "GHOST_FILE": GhostContents}
 
 
 def message_class_for(image_type, index):
@@ -140,8 +158,9 @@ def iter_entries(f, path, image_type, offset):
         offset += 4 + size
         if extra_length:
             n = extra_length(message)
-            entry.extra = _read_exact(f, n, path, offset, "extra payload")
-            offset += n
+            entry.extra = f.read() if n is None else _read_exact(f, n, path, offset,
+                                                                 "extra payload")
+            offset += len(entry.extra)
         yield entry
         index += 1
 

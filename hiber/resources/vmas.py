@@ -216,10 +216,6 @@ class VmaClassifier:
             return self._shmem_vma(e, m, link, extra_flags)
         if m.path.startswith("/SYSV"):
             return self._sysv_vma(e, m, link, extra_flags)
-        if m.path.endswith(" (deleted)"):
-            raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} maps the "
-                                     f"deleted file {m.path[:-10]}; hiber cannot dump deleted "
-                                     "files yet")
         try:
             info = os.stat(link)
         except FileNotFoundError:
@@ -232,7 +228,7 @@ class VmaClassifier:
         if io_mapping and not m.shared:
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} "
                                      f"({m.path}) is device/IO memory")
-        return self._backed_by(e, m, self.files.mapped_file(m.path, info), extra_flags)
+        return self._backed_by(e, m, self.files.mapped_file(m.path, info, link), extra_flags)
 
     def _shmem_vma(self, e, m, link, extra_flags):
         """Shared anonymous memory or a memfd: the memfd path (spec §3.2)."""

@@ -26,7 +26,7 @@ from ..errors import RestoreError  # noqa: F401 - hiber.restore.RestoreError, as
 from ..images.imagedir import ImageDir
 from ..options import build_options
 from ..resources import cgroups, locks, ns, taskstate
-from ..resources.files import owners
+from ..resources.files import ghost, owners
 from ..resources.sockets import inet
 from . import kernel_areas, release
 from .fork import Subreaper, fork_tree
@@ -44,6 +44,14 @@ class RestoreResult:
     images_dir: str
     times: dict = field(default_factory=dict)
     exit_status: int | None = None
+
+
+@contextlib.contextmanager
+def _removed_at_last(ghosts):
+    try:
+        yield
+    finally:
+        ghosts.remove()
 
 
 @contextlib.contextmanager
@@ -87,8 +95,10 @@ def restore(images_dir, *, options=None, **given):
 
             namespaces = ns.TreeNamespaces(images, dict(plan.process_ids)[plan.root.pid])
             lock = inet.restore_lock(plan.files)  # network lock: held until the tree runs
-            with Subreaper(), contextlib.closing(namespaces):
+            ghosts = ghost.MadeAgain(images, plan.files)  # files gone since the dump
+            with Subreaper(), contextlib.closing(namespaces), _removed_at_last(ghosts):
                 namespaces.make()  # UTS, IPC: before the stubs, which are born in them
+                ghosts.make()
                 forking = time.perf_counter()
                 with cgroup_tree.namespace_for_stubs(plan), namespaces.for_stubs():
                     stubs = fork_tree(plan)                             # 2. the stubs
@@ -105,6 +115,7 @@ def restore(images_dir, *, options=None, **given):
                     scripts.run(actions.PRE_RESUME, plan.root.pid, must_succeed=False)
                     # TCP connections out of repair mode, then the network lock off
                     inet.finish_connections(plan, lock)
+                    ghosts.remove()  # every stub holds them: gone again, as dumped
                     release.release_tree(plan)                          # 4. let them run
                 except BaseException:
                     log.error("Restore failed; removing the processes it had started")

@@ -1,9 +1,8 @@
 /* A small target with one optional extra: "socket" (a corked UDP one),
- * "inotify", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
+ * "userfaultfd", "io_uring" (a mapped ring), "exit42" (exit code 42 after a
  * passing check) or nothing. */
 #include "harness.h"
 
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,8 +20,8 @@ int main(int argc, char **argv)
 		/* corked (UDP_CORK): refused, as by criu */
 		setsockopt(sv[0], 17 /* SOL_UDP */, 1 /* UDP_CORK */, &one, sizeof(one));
 	}
-	if (argc > 1 && !strcmp(argv[1], "inotify"))
-		sv[0] = inotify_init1(0);
+	if (argc > 1 && !strcmp(argv[1], "userfaultfd"))
+		sv[0] = syscall(SYS_userfaultfd, 0);
 	if (argc > 1 && !strcmp(argv[1], "io_uring")) {
 		struct io_uring_params params = { 0 };
 		sv[0] = syscall(__NR_io_uring_setup, 4, &params);

@@ -255,3 +255,33 @@ S.message("file_lock_entry",
           required(4, "fd", "int32"),
           required(5, "start", "int64"),
           required(6, "len", "int64"))
+
+# ---- files gone from the file system: remap-fpath.img, ghost-file-N.img --
+
+S.enum("remap_type", LINKED=0, GHOST=1, PROCFS=2)
+
+S.message("remap_file_path_entry",
+          required(1, "orig_id", "uint32"),
+          required(2, "remap_id", "uint32"),
+          optional(3, "remap_type", "remap_type"))
+
+S.message("timeval",
+          required(1, "tv_sec", "uint64"),
+          required(2, "tv_usec", "uint64"))
+
+S.message("ghost_file_entry",
+          required(1, "uid", "uint32"),
+          required(2, "gid", "uint32"),
+          required(3, "mode", "uint32"),
+          optional(4, "dev", "uint32"),
+          optional(5, "ino", "uint64"),
+          optional(6, "rdev", "uint32"),
+          optional(7, "atim", "timeval"),
+          optional(8, "mtim", "timeval"),
+          optional(9, "chunks", "bool"),
+          optional(10, "size", "uint64"),
+          optional(11, "symlnk_target", "string"))
+
+S.message("ghost_chunk_entry",
+          required(1, "len", "uint64"),
+          required(2, "off", "uint64"))

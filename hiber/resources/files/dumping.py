@@ -40,9 +40,9 @@ class FileTable(KindStates):
                                       **{kind.entry_field: message}))
         return file_id
 
-    def mapped_file(self, path, info):
-        """The file id of a file mapped by a VMA."""
-        return regular.mapped_file(self, path, info)
+    def mapped_file(self, path, info, source=None):
+        """The file id of a file mapped by a VMA (source: its map_files link)."""
+        return regular.mapped_file(self, path, info, source)
 
     def path_entry(self, pid, link, what):
         """The file id of a process's exe, cwd or root (``link`` in /proc)."""
@@ -77,6 +77,13 @@ class FileTable(KindStates):
             finish = getattr(state, "finish", None)
             if finish is not None:
                 finish()
+
+    def release(self, failed):
+        """What the kinds hold until the dump ends; a failed dump's undoing."""
+        for state in self._states.values():
+            close = getattr(state, "close", None)
+            if close is not None:
+                close(failed)
 
     def write_images(self, images):
         images.write("FILES", None, self.entries)

@@ -14,12 +14,14 @@ import stat as st
 
 from ...errors import RestoreError
 from ...images.messages import classes
+from . import ghost
 from .common import O_ACCMODE, O_APPEND, O_CLOEXEC, UnsupportedFile, high_dup
 from .owners import no_owner
 from .table import FD_TYPES, Kind
 
 log = logging.getLogger(__name__)
 PROC_PID_FILE = re.compile(r"^/proc/(\d+)(/|$)")
+O_TMPFILE = os.O_TMPFILE  # __O_TMPFILE | O_DIRECTORY
 
 
 def build_id_words(path):
@@ -61,28 +63,37 @@ def add_entry(table, path, info, flags=0, pos=0, fown=None, size_check=True):
     return table.add(KIND, reg)
 
 
-def mapped_file(table, path, info):
-    """A file that is only mapped (or is the exe): one entry per file."""
+def mapped_file(table, path, info, source=None):
+    """A file that is only mapped (or is the exe): one entry per file.
+    source: a /proc path to it, for a file gone from path (ghost.py)."""
     known = table.state(KIND, dict)  # (dev, ino, path) -> file id
-    key = (info.st_dev, info.st_ino, path)
+    name = ghost.stripped(path)
+    key = (info.st_dev, info.st_ino, name)
     if key not in known:
-        known[key] = add_entry(table, path, info)
+        known[key] = add_entry(table, name, info)
+        _remap_if_gone(table, known[key], source, path, info)
     return known[key]
+
+
+def _remap_if_gone(table, file_id, source, link, info):
+    """A file no longer reachable by its name comes back by a remap."""
+    if source is not None and ghost.is_gone(link, info):
+        table.state(ghost.Remaps, lambda: ghost.Remaps(table)).remap(
+            file_id, source, ghost.stripped(link), info)
 
 
 def path_entry(table, pid, link, what):
     """exe, cwd or root: a REG entry with flags 0 (spec §2.15)."""
     path = os.readlink(link)
-    if path.endswith(" (deleted)"):
-        raise UnsupportedFile(f"PID {pid}: its {what} {path} has been deleted; "
-                              "hiber cannot dump deleted files yet")
     if of_the_tree(table, path):
         raise UnsupportedFile(f"PID {pid}: its {what} is {path}, inside the /proc directory "
                               "of a process being dumped: hiber cannot restore such files yet")
     info = os.stat(link)
     if what == "exe":
-        return mapped_file(table, path, info)
-    return add_entry(table, path, info)
+        return mapped_file(table, path, info, link)
+    file_id = add_entry(table, ghost.stripped(path), info)
+    _remap_if_gone(table, file_id, link, path, info)
+    return file_id
 
 
 def of_the_tree(table, path):
@@ -112,9 +123,6 @@ def is_file_dir_or_device(fd):
 
 
 def dump_fd(table, fd):
-    if fd.link.endswith(" (deleted)"):
-        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is a deleted file ({fd.link}): "
-                              "hiber cannot dump deleted files yet")
     if not fd.link.startswith("/"):
         raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is {fd.link}: not supported yet")
     return dump_open_file(table, fd)
@@ -125,7 +133,10 @@ def dump_open_file(table, fd):
     status_flags = fd.flags & ~O_CLOEXEC
     # O_WRONLY|O_APPEND files may grow under us: CRIU skips their size check
     size_check = not (status_flags & O_ACCMODE == 1 and status_flags & O_APPEND)
-    return add_entry(table, fd.link, fd.info, status_flags, fd.pos, fd.owner(), size_check)
+    file_id = add_entry(table, ghost.stripped(fd.link), fd.info, status_flags, fd.pos,
+                        fd.owner(), size_check)
+    _remap_if_gone(table, file_id, f"/proc/{fd.pid}/fd/{fd.fd}", fd.link, fd.info)
+    return file_id
 
 
 # ---- restore -------------------------------------------------------------------
@@ -133,6 +144,8 @@ def dump_open_file(table, fd):
 def check(files, entry):
     if names_one_of(entry.reg.name, files.tree_pids):
         return  # a file of a process this restore makes: there once it is
+    if entry.id in files.data(KIND):
+        return  # gone at the dump: its ghost or link is made, or checked, first
     check_file(entry.reg)
 
 
@@ -160,6 +173,9 @@ def open_file(reg, floor, name=None):
     """A new open file of ``reg`` (or of ``name`` in its place), with its
     flags and position, at a number >= floor."""
     flags = reg.flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC | os.O_EXCL)
+    if flags & O_TMPFILE == O_TMPFILE:
+        # made by open(O_TMPFILE) in a directory: the file itself comes back
+        flags &= ~O_TMPFILE
     fd = os.open(name or reg.name, flags | os.O_NOCTTY)
     if reg.pos and not st.S_ISCHR(os.fstat(fd).st_mode):
         os.lseek(fd, reg.pos, os.SEEK_SET)
@@ -173,4 +189,5 @@ def map_fd(stub, entry, mode):
 
 KIND = Kind(name="regular file", fd_type=FD_TYPES["REG"], entry_field="reg",
             match=is_file_dir_or_device, dump=dump_fd, check=check, open=open_entry,
-            label=lambda entry: entry.reg.name, map_fd=map_fd)
+            label=lambda entry: entry.reg.name, map_fd=map_fd,
+            read_images=ghost.read_remaps)

@@ -153,3 +153,48 @@ def test_processes_exchanging_through_a_multiprocessing_queue(tmp_path):
         assert t.alive()
     finally:
         t.stop()
+
+
+FIFO_AND_LINK = """
+import os, sys, time
+d = sys.argv[1]
+os.mkfifo(d + "/fifo")
+r = os.open(d + "/fifo", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(d + "/fifo", os.O_WRONLY)
+os.write(w, b"queued")
+os.unlink(d + "/fifo")                      # a deleted FIFO, with data in it
+os.symlink("target-of-link", d + "/link")
+p = os.open(d + "/link", os.O_PATH | os.O_NOFOLLOW)
+os.unlink(d + "/link")                      # a deleted symlink, held O_PATH
+import signal
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+print("READY", flush=True)
+signal.sigwait([signal.SIGUSR1])
+ok = os.read(r, 100) == b"queued"
+os.write(w, b"more"); ok = ok and os.read(r, 100) == b"more"
+import ctypes
+buf = ctypes.create_string_buffer(100)
+n = ctypes.CDLL(None).readlinkat(p, b"", buf, 100)
+ok = ok and buf.raw[:n] == b"target-of-link"
+open(sys.argv[2], "w").write(str(ok))
+time.sleep(60)
+"""
+
+
+def test_a_deleted_fifo_and_symlink(tmp_path):
+    d = tmp_path / "files"
+    d.mkdir()
+    code = FIFO_AND_LINK
+    t = Target(sys.executable, ["-c", code, d, tmp_path / "report"], tmp_path)
+    try:
+        t.wait_ready()
+        dump(t, tmp_path / "images")
+        restore(tmp_path / "images")
+        assert os.listdir(d) == []
+        os.kill(t.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "report").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "report").read_text() == "True"
+    finally:
+        t.stop()

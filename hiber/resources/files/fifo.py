@@ -6,8 +6,8 @@ import os
 import stat as st
 
 from ...images.messages import classes
-from . import regular
-from .common import O_ACCMODE, O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
+from . import ghost, regular
+from .common import O_ACCMODE, O_CLOEXEC, high_dup, set_status_flags
 from .pipe import QueuedData, fill_pipe, read_queued
 from .table import FD_TYPES, Kind
 
@@ -17,11 +17,10 @@ def is_fifo(fd):
 
 
 def dump_fd(table, fd):
-    if fd.link.endswith(" (deleted)"):
-        raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd} is a deleted FIFO ({fd.link}): "
-                              "not supported yet")
-    regf_id = regular.add_entry(table, fd.link, fd.info, fd.flags & ~O_CLOEXEC, 0, fd.owner(),
-                                size_check=False)
+    # a FIFO deleted since it was opened comes back as a ghost (ghost.py)
+    regf_id = regular.add_entry(table, ghost.stripped(fd.link), fd.info, fd.flags & ~O_CLOEXEC,
+                                0, fd.owner(), size_check=False)
+    regular.remap_if_gone(table, regf_id, fd.path, fd.link, fd.info)
     file_id = table.add(KIND, classes["fifo_entry"](id=0, pipe_id=fd.info.st_ino,
                                                     regf_id=regf_id))
     table.state(KIND, lambda: QueuedData("FIFO_DATA")).take(fd.info.st_ino, fd.path)
@@ -29,7 +28,8 @@ def dump_fd(table, fd):
 
 
 def check(files, entry):
-    regular.check_file(files.entry(entry.fifo.regf_id).reg)
+    if entry.fifo.regf_id not in files.data(regular.KIND):  # else: a ghost, made first
+        regular.check_file(files.entry(entry.fifo.regf_id).reg)
 
 
 def open_end(stub, entry):

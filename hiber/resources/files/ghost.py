@@ -155,8 +155,23 @@ def _ghost_entry(source, info):
         if info.st_size >= CHUNKS_FROM:
             e.chunks = True
     if st.S_ISLNK(info.st_mode):
-        e.symlnk_target = os.readlink(source)
+        e.symlnk_target = _symlink_target(source)
     return e
+
+
+def _symlink_target(source):
+    """What a symlink held by an O_PATH fd points to: readlinkat(fd, "") on
+    the process's fd itself (its /proc link names the symlink, not where it
+    points)."""
+    from .common import borrow_fd
+    _, _, pid, _, fd = source.split("/")[:5]
+    with borrow_fd(int(pid), int(fd)) as ours:
+        buf = ctypes.create_string_buffer(4096)
+        n = sys.libc.readlinkat(ours, b"", buf, len(buf))
+        if n < 0:
+            e = ctypes.get_errno()
+            raise UnsupportedFile(f"{source}: cannot read the symlink: {os.strerror(e)}")
+        return buf.raw[:n].decode(errors="surrogateescape")
 
 
 def _open_contents(source, info):

@@ -71,11 +71,11 @@ def mapped_file(table, path, info, source=None):
     key = (info.st_dev, info.st_ino, name)
     if key not in known:
         known[key] = add_entry(table, name, info)
-        _remap_if_gone(table, known[key], source, path, info)
+        remap_if_gone(table, known[key], source, path, info)
     return known[key]
 
 
-def _remap_if_gone(table, file_id, source, link, info):
+def remap_if_gone(table, file_id, source, link, info):
     """A file no longer reachable by its name comes back by a remap."""
     if source is not None and ghost.is_gone(link, info):
         table.state(ghost.Remaps, lambda: ghost.Remaps(table)).remap(
@@ -92,7 +92,7 @@ def path_entry(table, pid, link, what):
     if what == "exe":
         return mapped_file(table, path, info, link)
     file_id = add_entry(table, ghost.stripped(path), info)
-    _remap_if_gone(table, file_id, link, path, info)
+    remap_if_gone(table, file_id, link, path, info)
     return file_id
 
 
@@ -118,8 +118,11 @@ def opens_late(files, entry):
 
 
 def is_file_dir_or_device(fd):
+    """Regular files, directories, devices; and symlinks, which only an
+    O_PATH|O_NOFOLLOW open holds as themselves."""
     mode = fd.info.st_mode
-    return st.S_ISREG(mode) or st.S_ISDIR(mode) or st.S_ISCHR(mode) or st.S_ISBLK(mode)
+    return st.S_ISREG(mode) or st.S_ISDIR(mode) or st.S_ISCHR(mode) or st.S_ISBLK(mode) \
+        or st.S_ISLNK(mode)
 
 
 def dump_fd(table, fd):
@@ -135,7 +138,7 @@ def dump_open_file(table, fd):
     size_check = not (status_flags & O_ACCMODE == 1 and status_flags & O_APPEND)
     file_id = add_entry(table, ghost.stripped(fd.link), fd.info, status_flags, fd.pos,
                         fd.owner(), size_check)
-    _remap_if_gone(table, file_id, f"/proc/{fd.pid}/fd/{fd.fd}", fd.link, fd.info)
+    remap_if_gone(table, file_id, f"/proc/{fd.pid}/fd/{fd.fd}", fd.link, fd.info)
     return file_id
 
 
@@ -152,7 +155,8 @@ def check(files, entry):
 def check_file(reg):
     """The file is there, with the size it had (when its size was recorded)."""
     try:
-        info = os.stat(reg.name)
+        info = os.stat(reg.name, follow_symlinks=not (reg.HasField("mode")
+                                                      and st.S_ISLNK(reg.mode)))
     except OSError as e:
         raise RestoreError(f"{reg.name}: {e.strerror}; the process had it open or mapped "
                            "and needs it back") from None

@@ -36,8 +36,9 @@ class ActionScriptFailed(HiberError):
 class ActionScripts:
     """The scripts of --action-script, in the order given."""
 
-    def __init__(self, paths, images_dir):
+    def __init__(self, paths, images_dir, notify=None):
         self.paths = list(paths or ())
+        self.notify = notify  # the RPC client's hooks (service/protocol.py)
         self.images_dir = os.path.abspath(images_dir)
         for path in self.paths:
             if not os.access(path, os.X_OK):
@@ -46,6 +47,11 @@ class ActionScripts:
     def run(self, action, root_pid=None, must_succeed=True):
         """Run every script for ``action``; the first failure raises
         ActionScriptFailed (or is logged, when must_succeed is false)."""
+        if self.notify is not None and not self.notify(action, root_pid):
+            failure = ActionScriptFailed(action, "hook of the RPC client", 1)
+            if must_succeed:
+                raise failure
+            log.error("%s", failure)
         if not self.paths:
             return
         env = dict(os.environ, CRTOOLS_SCRIPT_ACTION=action,

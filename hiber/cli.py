@@ -508,6 +508,16 @@ def cmd_restore(args):
     return 128 - status if status < 0 else status
 
 
+def cmd_swrk(args):
+    from .service import protocol
+    return protocol.swrk(args.fd)
+
+
+def cmd_service(args):
+    from .service import protocol
+    return protocol.service(args.address, daemon=args.daemon, pidfile=args.pidfile)
+
+
 def cmd_check(args):
     from .kernel import probes
     if args.feature:
@@ -619,6 +629,17 @@ def build_parser():
                         "for the root and exit with its status")
     p.add_argument("-S", "--restore-sibling", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("swrk", help="serve criu's RPC on an inherited socket (as runc, "
+                                    "podman and libcriu start criu)")
+    p.add_argument("fd", type=int, help="the SOCK_SEQPACKET socket's descriptor")
+    p.set_defaults(func=cmd_swrk)
+    p = sub.add_parser("service", help="serve criu's RPC on a unix socket (as criu service)")
+    p.add_argument("--address", default="/var/run/criu_service.socket",
+                   help="the socket's path")
+    p.add_argument("--daemon", action="store_true", help="detach and run in the background")
+    p.add_argument("--pidfile", help="write the service's PID here")
+    p.set_defaults(func=cmd_service)
 
     p = sub.add_parser("check", help="check that this kernel has what hiber needs")
     p.add_argument("--feature", action="append",

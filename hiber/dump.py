@@ -91,7 +91,7 @@ def dump(pid, images_dir, *, options=None, **given):
     images = ImageDir(images_dir, create=True)
     log.info("Dumping the tree of PID %d into %s", pid, images.path)
     connect_page_server(images, options)
-    scripts = actions.ActionScripts(options.action_scripts, images.path)
+    scripts = actions.ActionScripts(options.action_scripts, images.path, options.notify)
     scripts.run(actions.PRE_DUMP, pid)
 
     clock.start("freezing")

@@ -90,6 +90,9 @@ class Options:
     tcp_close: bool = False
     tcp_skip_in_flight: bool = False
     network_lock: str | None = None
+    # the RPC service's NOTIFY dialogue: (action, root pid or None) -> whether
+    # the client's hook went well, called at each action-script moment
+    notify: object = None
     # tests of the failure paths: the phase at which to fail on purpose
     # (see faults.py); None in any real use
     fault: str | None = None

@@ -75,7 +75,7 @@ def restore(images_dir, *, options=None, **given):
     options = build_options("restore", options, **given)
     started = time.perf_counter()
     images = ImageDir(images_dir)
-    scripts = actions.ActionScripts(options.action_scripts, images.path)
+    scripts = actions.ActionScripts(options.action_scripts, images.path, options.notify)
     release.refuse_existing_pidfile(options.pidfile)
     locks.check_restore(images, options)
     scripts.run(actions.PRE_RESTORE)

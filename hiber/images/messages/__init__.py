@@ -9,6 +9,6 @@ from .base import HIBER_FIELDS, schema  # noqa: F401
 
 # each module adds its messages to the schema (the order does not matter:
 # types are resolved when the schema is built)
-from . import cgroup, files, memory, ns, sockets, sockets_inet, sockets_more, task  # noqa: E402,F401
+from . import cgroup, files, memory, ns, rpc, sockets, sockets_inet, sockets_more, task  # noqa: E402,F401
 
 classes = schema.build()

@@ -195,7 +195,7 @@ def _with_notify(options, notify):
 @contextlib.contextmanager
 def _logging(r, command):
     """The request's log file (log_file in the work dir), as the CLI logs."""
-    from ..cli import command_logging
+    from ..logs import command_logging
     args = types.SimpleNamespace(verbosity=r.log_level, verbosity_given=True,
                                  log_file=r.log_file or None, work_dir=r.work_dir,
                                  images_dir=r.images_dir, command=command)

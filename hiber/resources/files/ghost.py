@@ -50,8 +50,9 @@ class Remaps:
     """The dump's remaps: remap-fpath.img and the ghost files' images."""
     name = "remaps"
 
-    def __init__(self, table):
+    def __init__(self, table, add_entry):
         self.table = table
+        self.add_entry = add_entry  # regular.add_entry: a link remap is a regular file's entry
         self.limit = getattr(table.options, "ghost_limit", DEFAULT_GHOST_LIMIT)
         self.entries = []     # remap_file_path_entry
         self.ghosts = {}      # (dev, ino) -> ghost id
@@ -88,8 +89,7 @@ class Remaps:
                                   f"elsewhere, and no link to it can be made at {where} "
                                   f"({e.strerror})") from None
         self.links.append(where)
-        from . import regular  # the link is a regular file's entry
-        link_id = regular.add_entry(self.table, where, info)
+        link_id = self.add_entry(self.table, where, info)
         self.entries.append(classes["remap_file_path_entry"](
             orig_id=file_id, remap_id=link_id, remap_type=REMAP_LINKED))
 

@@ -78,7 +78,7 @@ def mapped_file(table, path, info, source=None):
 def remap_if_gone(table, file_id, source, link, info):
     """A file no longer reachable by its name comes back by a remap."""
     if source is not None and ghost.is_gone(link, info):
-        table.state(ghost.Remaps, lambda: ghost.Remaps(table)).remap(
+        table.state(ghost.Remaps, lambda: ghost.Remaps(table, add_entry)).remap(
             file_id, source, ghost.stripped(link), info)
 
 

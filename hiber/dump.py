@@ -102,7 +102,7 @@ def dump(pid, images_dir, *, options=None, **given):
              sum(1 for _ in tree.all_threads()), clock.marks["freezing"] * 1000)
     ids = task.IdAllocator()
     file_table = files.FileTable(options.shell_job, frozenset(tree.all_threads()),
-                                 ids.ns_id(pid, "net"), options=options)
+                                 ids.ns_id(pid, "net"), options=options, ns_id=ids.ns_id)
     seccomp = SeccompFilters()
     previous = dirty.Previous()
     try:

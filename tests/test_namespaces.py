@@ -190,3 +190,47 @@ def test_a_network_namespace_with_other_links_is_refused(tmp_path):
 
 
 SLEEPER = "import time; print('READY', flush=True); time.sleep(120)"
+
+
+NS_FILES = """
+import os, signal, sys, time
+fds = {kind: os.open(f"/proc/self/ns/{kind}", os.O_RDONLY) for kind in ("net", "uts", "mnt")}
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+print("READY", flush=True)
+signal.sigwait([signal.SIGUSR1])
+same = all(os.fstat(fd).st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino
+           for kind, fd in fds.items())
+open(sys.argv[1], "w").write(str(same))
+time.sleep(60)
+"""
+
+
+def test_namespace_files_come_back(tmp_path):
+    report = tmp_path / "report"
+    t = Target("/usr/bin/unshare", ["-u", sys.executable, "-c", NS_FILES, report], tmp_path)
+    try:
+        t.wait_ready()
+        dump(t, tmp_path / "images")
+        restore(tmp_path / "images")
+        os.kill(t.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert report.read_text() == "True"
+    finally:
+        t.stop()
+
+
+def test_a_file_of_a_namespace_not_its_own_is_refused(tmp_path):
+    # hiber's network namespace, held by a process in one of its own
+    code = (f"import os, time; fd = os.open('/proc/{os.getpid()}/ns/net', os.O_RDONLY); "
+            "print('READY', flush=True); time.sleep(60)")
+    t = Target("/usr/bin/unshare", ["-n", sys.executable, "-c", code], tmp_path)
+    try:
+        t.wait_ready()
+        result = run_hiber("dump", "-t", t.pid, "-D", tmp_path / "images")
+        message = result.stderr.decode()
+        assert result.returncode == 1 and message.count("\n") == 1, message
+        assert "not live in" in message and t.alive()
+    finally:
+        t.stop()

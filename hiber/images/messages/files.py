@@ -172,6 +172,7 @@ S.message("file_entry",
           required(2, "id", "uint32"),
           optional(3, "reg", "reg_file_entry"),
           optional(4, "isk", "inet_sk_entry"),
+          optional(5, "nsf", "ns_file_entry"),
           optional(6, "psk", "packet_sock_entry"),
           optional(7, "nlsk", "netlink_sk_entry"),
           optional(8, "efd", "eventfd_file_entry"),
@@ -245,6 +246,13 @@ S.message("pidfd_entry",
           required(3, "flags", "uint32"),
           required(4, "nspid", "int32"),
           required(5, "fown", "fown_entry"))
+
+# a namespace file (CRIU's ns.proto): /proc/PID/ns/KIND held open
+S.message("ns_file_entry",
+          required(1, "id", "uint32"),
+          required(2, "ns_id", "uint32"),
+          required(3, "ns_cflag", "uint32"),
+          required(4, "flags", "uint32"))
 
 # ---- file locks: filelocks.img (CRIU's file-lock.proto) ----------------
 

@@ -21,8 +21,11 @@ class FileTable(KindStates):
     ``finish()`` method checks what needs the whole tree.
     """
 
-    def __init__(self, shell_job=False, tree_tids=frozenset(), net_ns_id=0, options=None):
+    def __init__(self, shell_job=False, tree_tids=frozenset(), net_ns_id=0, options=None,
+                 ns_id=None):
         super().__init__()
+        # (pid, kind) -> the id ids-PID.img gives pid's namespace of that kind
+        self.ns_id = ns_id or (lambda pid, kind: 0)
         self.options = options or Options()  # what the kinds may dump (--ext-unix-sk ...)
         self.shell_job = shell_job  # terminals are dumped only for a shell job
         self.tree_tids = tree_tids  # every TID of the tree being dumped

@@ -3,8 +3,8 @@ them on an fd (the first whose ``match`` says yes takes it): a new kind is
 one module and one line here."""
 
 from ..sockets import inet, netlink, other_families, packet, unix
-from . import (epoll, eventfd, fanotify, fifo, inotify, memfd, pidfd, pipe, regular, signalfd,
-               terminal, timerfd)
+from . import (epoll, eventfd, fanotify, fifo, inotify, memfd, nsfile, pidfd, pipe, regular,
+               signalfd, terminal, timerfd)
 from .table import Table
 
 KINDS = Table(
@@ -17,6 +17,7 @@ KINDS = Table(
     pidfd.KIND,
     inotify.KIND,
     fanotify.KIND,
+    nsfile.KIND,
     unix.KIND,            # socket links "socket:[N]" of the unix family
     netlink.KIND,
     inet.KIND,            # inet and inet6: TCP, UDP, UDP-Lite, ICMP, raw

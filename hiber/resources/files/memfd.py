@@ -19,7 +19,7 @@ import os
 from ...images import vma as V
 from ...images.messages import classes
 from ...images.pagemap import PAGE_SIZE, PE_PRESENT
-from .common import O_CLOEXEC, high_dup
+from .common import O_ACCMODE, O_CLOEXEC, high_dup, set_status_flags
 from .owners import no_owner
 from .table import FD_TYPES, Kind, nothing_to_check
 
@@ -187,6 +187,7 @@ class StubObjects:
         self.inodes = {e.inode_id: e for e in inode_entries}
         self.floor = floor
         self.fds = {}          # inode_id -> service fd
+        self._given = set()    # memfds whose own open file an fd of the tree has
         self._keep = []        # anonymous mappings backing the objects
 
     def create_all(self):
@@ -241,8 +242,21 @@ class StubObjects:
         write_chunks(fd, chunks)
 
     def reopen(self, inode_id, flags, pos, floor):
-        """A new open file of an object, for an fd of the process."""
+        """A new open file of an object, for an fd of the process.
+
+        The first read-write one of a memfd is memfd_create's own file,
+        not an open of it by path: memfd_create's file does not count as a
+        writer of the inode, an open(O_RDWR) does, and exec'ing the memfd
+        (fexecve) fails with ETXTBSY while the inode has writers."""
         source = self.service_fd(inode_id)
+        entry = self.inodes[inode_id]
+        if (inode_id not in self._given and flags & O_ACCMODE == os.O_RDWR
+                and entry.name.startswith("memfd:")):
+            self._given.add(inode_id)
+            fd = os.dup(source)
+            set_status_flags(fd, flags)
+            os.lseek(fd, pos, os.SEEK_SET)
+            return high_dup(fd, floor)
         fd = os.open(f"/proc/self/fd/{source}", flags & ~(O_CLOEXEC | os.O_CREAT | os.O_TRUNC))
         if pos:
             os.lseek(fd, pos, os.SEEK_SET)

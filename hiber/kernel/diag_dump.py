@@ -3,15 +3,12 @@ socket by inode (net/netlink/diag.c, net/packet/diag.c answer only
 NLM_F_DUMP requests): every socket of the family in hiber's network
 namespace, by inode, with what the dump asked to be shown."""
 
-import os
 import socket
 import struct
 from dataclasses import dataclass
 
-from .sock_diag import (NETLINK_SOCK_DIAG, NLA_HEADER, NLM_F_REQUEST, NLMSG_DONE,
-                        NLMSG_ERROR, NLMSG_HEADER, SOCK_DIAG_BY_FAMILY, _attributes)
-
-NLM_F_DUMP = 0x300
+from . import netlink
+from .sock_diag import NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, _attributes
 
 # include/uapi/linux/netlink_diag.h
 NETLINK_DIAG_REQ = struct.Struct("=BBHII8s")   # family, protocol, pad, ino, show, cookie
@@ -37,29 +34,8 @@ PACKET_DIAG_RING_S = struct.Struct("=7I")      # block size/nr, frame size/nr, r
 
 def _dump(family, request):
     """Every SOCK_DIAG_BY_FAMILY payload the kernel answers a dump with."""
-    out = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       NETLINK_SOCK_DIAG) as nl:
-        nl.sendto(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
-                                    NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request, (0, 0))
-        while True:
-            reply = nl.recv(1 << 16)
-            offset = 0
-            while offset + NLMSG_HEADER.size <= len(reply):
-                length, kind, _, _, _ = NLMSG_HEADER.unpack_from(reply, offset)
-                payload = reply[offset + NLMSG_HEADER.size:offset + length]
-                if kind == NLMSG_DONE:
-                    return out
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    raise OSError(code, f"sock_diag of family {family}: {os.strerror(code)}")
-                if kind == SOCK_DIAG_BY_FAMILY:
-                    out.append(payload)
-                if length < NLMSG_HEADER.size:
-                    return out
-                offset += (length + 3) & ~3
-            if not reply:
-                return out
+    return netlink.dump(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, request, SOCK_DIAG_BY_FAMILY,
+                        f"sock_diag of family {family}")
 
 
 @dataclass(frozen=True)

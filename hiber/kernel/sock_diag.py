@@ -14,14 +14,13 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from . import netlink
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-
-NLMSG_HEADER = struct.Struct("=IHHII")      # struct nlmsghdr: len, type, flags, seq, pid
-NLA_HEADER = struct.Struct("=HH")           # struct nlattr: len, type
+# struct nlmsghdr and nlattr, and the flags and types every netlink user shares
+from .netlink import NLA_HEADER, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, \
+    NLMSG_HEADER  # noqa: E402,F401
 UNIX_DIAG_REQ = struct.Struct("=BBHIII8s")  # family, protocol, pad, states, ino, show, cookie
 UNIX_DIAG_MSG = struct.Struct("=BBBBI8s")   # family, type, state, pad, ino, cookie
 # "no cookie": the kernel then finds the socket by its inode alone
@@ -58,17 +57,7 @@ class UnixSocket:
     shutdown: int           # RCV_SHUTDOWN | SEND_SHUTDOWN bits
 
 
-def _attributes(data):
-    """type -> payload of the netlink attributes packed in ``data``."""
-    out = {}
-    offset = 0
-    while offset + NLA_HEADER.size <= len(data):
-        length, kind = NLA_HEADER.unpack_from(data, offset)
-        if length < NLA_HEADER.size:
-            break
-        out[kind & 0x3fff] = data[offset + NLA_HEADER.size:offset + length]
-        offset += (length + 3) & ~3  # attributes are aligned to 4 bytes
-    return out
+_attributes = netlink.attributes
 
 
 def _parse_unix(payload):
@@ -130,9 +119,6 @@ def unix_diag_works():
         theirs.close()
 
 
-NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH: every socket, in parts
-
-
 def unix_bound_files():
     """(inode, device) of the file of every unix socket bound to a path in
     hiber's network namespace, the device as the kernel keeps it (s_dev:
@@ -140,25 +126,9 @@ def unix_bound_files():
     request = UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, ALL_STATES, 0, UDIAG_SHOW_VFS,
                                  NO_COOKIE)
     found = set()
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       NETLINK_SOCK_DIAG) as nl:
-        nl.sendto(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
-                                    NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request, (0, 0))
-        while True:
-            reply = nl.recv(1 << 16)
-            offset = 0
-            while offset + NLMSG_HEADER.size <= len(reply):
-                length, kind, _, _, _ = NLMSG_HEADER.unpack_from(reply, offset)
-                payload = reply[offset + NLMSG_HEADER.size:offset + length]
-                if kind == NLMSG_DONE:
-                    return found
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    raise OSError(code, f"sock_diag of every unix socket: {os.strerror(code)}")
-                if kind == SOCK_DIAG_BY_FAMILY:
-                    attrs = _attributes(payload[UNIX_DIAG_MSG.size:])
-                    if UNIX_DIAG_VFS in attrs:
-                        found.add(struct.unpack("=II", attrs[UNIX_DIAG_VFS]))
-                if length < NLMSG_HEADER.size:
-                    return found
-                offset += (length + 3) & ~3
+    for payload in netlink.dump(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, request,
+                                SOCK_DIAG_BY_FAMILY, "sock_diag of every unix socket"):
+        attrs = _attributes(payload[UNIX_DIAG_MSG.size:])
+        if UNIX_DIAG_VFS in attrs:
+            found.add(struct.unpack("=II", attrs[UNIX_DIAG_VFS]))
+    return found

@@ -9,8 +9,8 @@ import os
 
 from ...images.messages import classes
 from ...kernel import sys
-from .common import O_CLOEXEC, UnsupportedFile, high_dup, set_status_flags
-from .inotify import FH_MIN_ENTRIES, _fields, open_handle
+from .common import O_CLOEXEC, UnsupportedFile, high_dup
+from .inotify import _fields, handle_of, new_group, open_handle
 from .table import FD_TYPES, Kind, nothing_to_check
 
 libc = sys.libc
@@ -21,14 +21,6 @@ AT_FDCWD = -100
 
 def is_fanotify(fd):
     return fd.link == "anon_inode:[fanotify]"
-
-
-def _handle(f):
-    raw = bytes.fromhex(f["f_handle"])
-    words = [int.from_bytes(raw[i:i + 8].ljust(8, b"\0"), "little")
-             for i in range(0, len(raw), 8)]
-    return classes["fh_entry"](bytes=int(f["fhandle-bytes"], 16), type=int(f["fhandle-type"], 16),
-                               handle=words + [0] * (FH_MIN_ENTRIES - len(words)))
 
 
 def dump_fd(table, fd):
@@ -52,7 +44,7 @@ def dump_fd(table, fd):
                 mark.me.path = path
         elif "f_handle" in f:
             mark.ie.i_ino = int(f["ino"], 16)
-            mark.ie.f_handle.CopyFrom(_handle(f))
+            mark.ie.f_handle.CopyFrom(handle_of(f))
         else:
             raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd}: a fanotify mark hiber cannot "
                                   f"name again ({line.strip()})")
@@ -78,36 +70,34 @@ def _mark(gfd, flags, mask, path, where):
 
 def open_entry(stub, entry):
     e = entry.ffy
-    gfd = libc.fanotify_init(e.faflags, e.evflags)
-    if gfd < 0:
-        raise UnsupportedFile(f"file #{entry.id}: fanotify_init: "
-                              f"{os.strerror(ctypes.get_errno())}")
-    try:
+
+    def marks(gfd):
         for m in e.mark:
-            target = None
-            if m.type == MARK_MOUNT:
-                path = m.me.path if m.me.HasField("path") else _mount_point(m.me.mnt_id)
-                if path is None:
-                    raise UnsupportedFile(f"fanotify mark: mount {m.me.mnt_id} is gone")
-                flags = FAN_MARK_ADD | FAN_MARK_MOUNT | m.mflags
-            else:
-                target = open_handle(m.ie.f_handle, m.s_dev)
-                if target is None:
-                    raise UnsupportedFile(f"fanotify mark: inode {m.ie.i_ino} cannot be found "
-                                          "again by its file handle")
-                path = f"/proc/self/fd/{target}"
-                flags = FAN_MARK_ADD | m.mflags
-            try:
-                _mark(gfd, flags, m.mask, path, path)
-                _mark(gfd, flags | FAN_MARK_IGNORED_MASK, m.ignored_mask, path, path)
-            finally:
-                if target is not None:
-                    os.close(target)
-        set_status_flags(gfd, e.flags)
-    except BaseException:
-        os.close(gfd)
-        raise
-    return high_dup(gfd, stub.floor)
+            _restore_mark(gfd, m)
+    return high_dup(new_group(entry.id, lambda: libc.fanotify_init(e.faflags, e.evflags),
+                              marks, e.flags), stub.floor)
+
+
+def _restore_mark(gfd, m):
+    target = None
+    if m.type == MARK_MOUNT:
+        path = m.me.path if m.me.HasField("path") else _mount_point(m.me.mnt_id)
+        if path is None:
+            raise UnsupportedFile(f"fanotify mark: mount {m.me.mnt_id} is gone")
+        flags = FAN_MARK_ADD | FAN_MARK_MOUNT | m.mflags
+    else:
+        target = open_handle(m.ie.f_handle, m.s_dev)
+        if target is None:
+            raise UnsupportedFile(f"fanotify mark: inode {m.ie.i_ino} cannot be found "
+                                  "again by its file handle")
+        path = f"/proc/self/fd/{target}"
+        flags = FAN_MARK_ADD | m.mflags
+    try:
+        _mark(gfd, flags, m.mask, path, path)
+        _mark(gfd, flags | FAN_MARK_IGNORED_MASK, m.ignored_mask, path, path)
+    finally:
+        if target is not None:
+            os.close(target)
 
 
 def label(entry):

@@ -37,6 +37,31 @@ def _fields(line):
     return dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
 
 
+def handle_of(fields):
+    """The fh_entry of fdinfo's fhandle-bytes, fhandle-type and f_handle (hex)."""
+    raw = bytes.fromhex(fields["f_handle"])
+    words = [int.from_bytes(raw[i:i + 8].ljust(8, b"\0"), "little")
+             for i in range(0, len(raw), 8)]
+    return classes["fh_entry"](bytes=int(fields["fhandle-bytes"], 16),
+                               type=int(fields["fhandle-type"], 16),
+                               handle=words + [0] * (FH_MIN_ENTRIES - len(words)))
+
+
+def new_group(entry_id, create, fill, flags):
+    """A notification group made by ``create()`` (an fd or -1), given its
+    marks by ``fill(fd)`` and its status flags; closed if any fails."""
+    fd = create()
+    if fd < 0:
+        raise UnsupportedFile(f"file #{entry_id}: {os.strerror(ctypes.get_errno())}")
+    try:
+        fill(fd)
+        set_status_flags(fd, flags)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def dump_fd(table, fd):
     entry = classes["inotify_file_entry"](id=0, flags=fd.flags & ~O_CLOEXEC, fown=fd.owner())
     for line in fd.fdinfo["_text"].splitlines():
@@ -46,12 +71,7 @@ def dump_fd(table, fd):
         if "f_handle" not in f:
             raise UnsupportedFile(f"PID {fd.pid} fd {fd.fd}: inotify watch {f.get('wd')} has no "
                                   "file handle (the watched file system exports none)")
-        raw = bytes.fromhex(f["f_handle"])
-        words = [int.from_bytes(raw[i:i + 8].ljust(8, b"\0"), "little")
-                 for i in range(0, len(raw), 8)]
-        handle = classes["fh_entry"](bytes=int(f["fhandle-bytes"], 16),
-                                     type=int(f["fhandle-type"], 16),
-                                     handle=words + [0] * (FH_MIN_ENTRIES - len(words)))
+        handle = handle_of(f)
         entry.wd.add(id=0, i_ino=int(f["ino"], 16), mask=int(f["mask"], 16),
                      ignored_mask=int(f["ignored_mask"], 16), s_dev=int(f["sdev"], 16),
                      wd=int(f["wd"]), f_handle=handle)
@@ -122,19 +142,13 @@ def _drain(ifd):
 
 def open_entry(stub, entry):
     e = entry.ify
-    ifd = libc.inotify_init1(IN_CLOEXEC)
-    if ifd < 0:
-        raise UnsupportedFile(f"file #{entry.id}: inotify_init1: "
-                              f"{os.strerror(ctypes.get_errno())}")
-    try:
+
+    def watches(ifd):
         for w in sorted(e.wd, key=lambda w: w.wd):
             _watch(ifd, w)
         _drain(ifd)
-        set_status_flags(ifd, e.flags)
-    except BaseException:
-        os.close(ifd)
-        raise
-    return high_dup(ifd, stub.floor)
+    return high_dup(new_group(entry.id, lambda: libc.inotify_init1(IN_CLOEXEC), watches,
+                              e.flags), stub.floor)
 
 
 def label(entry):

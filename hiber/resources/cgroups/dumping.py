@@ -96,7 +96,12 @@ class CgroupDump:
         controller = self._controller(name)
         if not self.collect_dirs:
             return
-        fd = h.open_hierarchy(name, self.yard)
+        try:
+            fd = h.open_hierarchy(name, self.yard)
+        except h.DyingHierarchy:
+            if path == "/":
+                return  # its root is all it has, and every task is in it
+            raise
         try:
             for dirpath, _, _, dfd in os.fwalk(h.relative(self._walk_root(name, path)),
                                                dir_fd=fd):

@@ -2,6 +2,7 @@
 cgroup file, telling which hierarchy a name belongs to, reaching a hierarchy,
 and the properties CRIU 4.2 saves of each controller."""
 
+import errno
 import os
 
 from ...errors import HiberError
@@ -45,6 +46,12 @@ MEMBERSHIP_FILES = ("cgroup.procs", "tasks")
 
 class CgroupError(HiberError):
     pass
+
+
+class DyingHierarchy(CgroupError):
+    """A named v1 hierarchy unmounted with no cgroups left, which the kernel
+    keeps (every task is in its root) but lets no one mount again (EBUSY):
+    it has nothing but its root, where every task is."""
 
 
 def read_memberships(path, only=()):
@@ -114,8 +121,10 @@ def open_hierarchy(name, yard=None):
                                         strings=[("name", name[len(NAMED):])])
         return mount.detached_mount("cgroup", flags=name.split(","))
     except OSError as e:
-        raise CgroupError(f"cannot mount the cgroup hierarchy {name or 'cgroup2'}: "
-                          f"{e.strerror}") from None
+        kind = DyingHierarchy if e.errno == errno.EBUSY and name.startswith(NAMED) \
+            else CgroupError
+        raise kind(f"cannot mount the cgroup hierarchy {name or 'cgroup2'}: "
+                   f"{e.strerror}") from None
 
 
 def relative(path):

@@ -58,7 +58,13 @@ class CgroupRestore:
         if not self.active:
             return
         for c in self.controllers:
-            fd = h.open_hierarchy(",".join(c.cnames), self.yard)
+            try:
+                fd = h.open_hierarchy(",".join(c.cnames), self.yard)
+            except h.DyingHierarchy:
+                if any(d.dir_name for d in c.dirs):
+                    raise
+                self.fds.append(None)  # only its root, where every task is already
+                continue
             self.fds.append(fd)
             self._dirs(c, fd, "", c.dirs)
 
@@ -200,6 +206,11 @@ class CgroupRestore:
 
     def _write_membership(self, pid, name, path, membership):
         i, _ = self._controller(name, pid)
+        if self.fds[i] is None:
+            if path.strip("/") == "":
+                return  # the root of a hierarchy no one can mount: every task is there
+            raise h.CgroupError(f"PID {pid}: cgroup {name}:{path} is in a hierarchy that "
+                                "cannot be mounted (being destroyed)")
         try:
             fd = os.open(_join(path.lstrip("/"), membership), os.O_WRONLY | os.O_CLOEXEC,
                          dir_fd=self.fds[i])
@@ -223,7 +234,8 @@ class CgroupRestore:
         if not self.active:
             return
         for c, fd in zip(self.controllers, self.fds):
-            self._properties(fd, "", c.dirs)
+            if fd is not None:
+                self._properties(fd, "", c.dirs)
         if self.freezer is not None:
             fd, path, prop = self.freezer
             _write(fd, path, prop)
@@ -253,7 +265,8 @@ class CgroupRestore:
 
     def close(self):
         for fd in self.fds:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         self.fds = []
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -21,11 +22,21 @@ def _v1_hierarchy_of(controller):
 
 
 def _remove_tree(top):
-    """rmdir a cgroup and everything under it, deepest first."""
+    """rmdir a cgroup and everything under it, deepest first; a cgroup
+    whose killed tasks are still exiting is busy for a moment."""
     if not os.path.isdir(top):
         return
     for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-        os.rmdir(dirpath)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                os.rmdir(dirpath)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                reap_orphans()
+                time.sleep(0.02)
 
 
 @pytest.fixture
@@ -38,7 +49,7 @@ def named_hierarchy(tmp_path):
     if done.returncode != 0:
         pytest.skip("this kernel mounts no named cgroup v1 hierarchy: "
                     + done.stderr.decode().strip())
-    job = f"job{os.getpid()}"
+    job = f"job{os.getpid()}-{uuid.uuid4().hex[:8]}"  # never one a test before left
     try:
         yield f"name={NAME}", mnt, job
     finally:

@@ -187,6 +187,24 @@ def _memfd(child):
     return "memfd objects restored as memfds"
 
 
+def _aio_remap(child):
+    import ctypes
+    import mmap as _mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    if libc.syscall(206, 1, ctypes.byref(ctx)) < 0:  # io_setup
+        raise ProbeFailed(f"io_setup: {os.strerror(ctypes.get_errno())}")
+    try:
+        libc.mremap.restype = ctypes.c_void_p
+        moved = libc.mremap(ctypes.c_void_p(ctx.value), _mmap.PAGESIZE, _mmap.PAGESIZE, 1)
+        if moved in (None, ctypes.c_void_p(-1).value):
+            raise ProbeFailed("an AIO ring cannot be moved (mremap)")
+        ctx.value = moved
+    finally:
+        libc.syscall(207, ctx)  # io_destroy
+    return "AIO rings can be moved, so contexts are restored at their addresses"
+
+
 def _fdinfo_lock(child):
     import fcntl
     import tempfile
@@ -361,6 +379,7 @@ PROBES = [
     Probe("anon_vma_name", "images with named anonymous mappings cannot be restored",
           _anon_vma_name),
     Probe("memfd", "memfd mappings cannot be restored", _memfd),
+    Probe("aio_remap", "no dump of a process with AIO contexts", _aio_remap),
     Probe("fdinfo_lock", "file locks cannot be dumped (--file-locks)", _fdinfo_lock),
     Probe("cgroupns", "no dump of a tree in a cgroup namespace of its own", _cgroupns),
     Probe("ns_pid", "the PIDs of tasks in nested PID namespaces cannot be read", _ns_pid),

@@ -48,7 +48,7 @@ def trackable(v):
     not hugetlb (always copied whole) and not droppable ones."""
     return (V.is_private(v)
             and not v.status & (V.VMA_AREA_VVAR | V.VMA_AREA_GUARD | V.VMA_AREA_VDSO
-                                | V.VMA_AREA_VSYSCALL)
+                                | V.VMA_AREA_VSYSCALL | V.VMA_AREA_AIORING)
             and not v.flags & (V.MAP_HUGETLB | V.MAP_DROPPABLE))
 
 

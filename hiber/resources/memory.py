@@ -157,6 +157,9 @@ class MemoryRestore:
                 continue
             prot = v.prot | (V.PROT_WRITE if v.start in self._filled else 0)
             flags = mlock.mmap_flags(v) | MAP_FIXED
+            if v.status & V.VMA_AREA_AIORING:
+                # a private copy of the ring, until aio.py moves a live one over it
+                flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS | MAP_FIXED
             if v.status & (V.VMA_FILE_PRIVATE | V.VMA_FILE_SHARED):
                 fd, offset = self.mapping_fd(v), v.pgoff
             else:

@@ -80,10 +80,12 @@ class ProcessPages:
                 self.pages_scanned += npages
                 lazy = (v.flags & V.MAP_ANONYMOUS
                         and not v.flags & (V.MAP_LOCKED | V.MAP_HUGETLB)
-                        and not v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_VSYSCALL))
+                        and not v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_VSYSCALL
+                                            | V.VMA_AREA_AIORING))
                 flags = PE_PRESENT | (PE_LAZY if lazy else 0)
-                if v.status & V.VMA_AREA_VDSO:
-                    # the vdso is taken whole, whatever its pages' state (spec §1.8)
+                if v.status & (V.VMA_AREA_VDSO | V.VMA_AREA_AIORING):
+                    # the vdso and AIO rings are taken whole, whatever their
+                    # pages' state (spec §1.8; the kernel writes a ring)
                     yield v.start, npages, flags
                     continue
                 if self.parent is not None and dirty.trackable(v) and self._scan_works:

@@ -18,7 +18,7 @@ from ..images import vma as V
 from ..images.messages import classes
 from ..images.pagemap import PAGE_SIZE
 from ..kernel import pagescan, proc
-from . import mlock, vdso, vmanames
+from . import aio, mlock, vdso, vmanames
 from .files.memfd import ANON_HUGETLB_PATH, is_shmem_path
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,13 @@ class VmaClassifier:
             e.status = V.VMA_AREA_REGULAR | V.VMA_ANON_PRIVATE | V.VMA_AREA_VVAR
             e.flags = V.MAP_PRIVATE | V.MAP_ANONYMOUS
             return e
-        if m.path.startswith("anon_inode:") or m.path.startswith("/[aio]"):
-            # io_uring rings, perf buffers, AIO rings, DRM objects ...
+        if aio.is_ring(m.path):
+            # its pages are dumped whole, and the context made again (aio.py)
+            e.status = V.VMA_AREA_AIORING
+            e.flags = V.MAP_SHARED | V.MAP_ANONYMOUS
+            return e
+        if m.path.startswith("anon_inode:"):
+            # io_uring rings, perf buffers, DRM objects ...
             raise UnsupportedMapping(f"PID {self.pid}: mapping {m.start:x}-{m.end:x} is "
                                      f"a {m.path.split(' ')[0]} mapping, which hiber cannot "
                                      "dump yet")
@@ -280,4 +285,4 @@ def fill_mm_entry(pid, vmas, exe_file_id, brk, dumpable, thp_disabled):
         mm_brk=brk, mm_arg_start=int(f(48)), mm_arg_end=int(f(49)),
         mm_env_start=int(f(50)), mm_env_end=int(f(51)), exe_file_id=exe_file_id,
         mm_saved_auxv=proc.auxv(pid), vmas=vmas, dumpable=dumpable,
-        thp_disabled=bool(thp_disabled))
+        thp_disabled=bool(thp_disabled), aios=aio.ring_entries(vmas))

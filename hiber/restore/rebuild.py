@@ -23,7 +23,7 @@ from ..kernel import proc
 from ..kernel import ptrace as pt
 from ..pages import lazy
 from ..progress import progress_bar
-from ..resources import core, memory, timers, vdso
+from ..resources import aio, core, memory, timers, vdso
 from ..resources.files import memfd
 from . import kernel_areas, threads
 from .fork import mapping_key
@@ -83,6 +83,7 @@ def rebuild(plan, p, options, progress=None, handover=None):
         mem.fill_pages(progress)
         fault_point(options, "rebuild")
         mem.finish()
+        aio.restore_rings(task, scratch, SCRATCH_SIZE, p.mm.aios)
         if mem.lazy_runs:
             handover.hand_over(task, p.pid, mem.vmas, mem.lazy_runs)
         kernel_areas.place(task, p, parked)

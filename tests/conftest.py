@@ -212,14 +212,19 @@ class Target:
         return text
 
     def stop(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Kill the target and what it started: its process group (its own
+        session's, which a restore keeps), then reap them all."""
+        for kill in (lambda: os.killpg(self.pid, signal.SIGKILL),
+                     lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        time.sleep(0.05)  # the group's other members: gone before they are reaped
         reap_orphans()
 
 

@@ -173,3 +173,36 @@ def test_sqlite_under_a_write_lock(tmp_path):
         assert _read_rows(path) == [(42,)]
     finally:
         t.stop()
+
+
+MAPPED_AND_LOCKED = """
+import fcntl, mmap, sys, time
+f = open(sys.argv[1], "r+b")
+fcntl.lockf(f, fcntl.LOCK_EX)          # a POSIX lock ...
+m = mmap.mmap(f.fileno(), 4096)        # ... on a file the process maps too
+print("READY", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_posix_lock_on_a_mapped_file_stays_held(tmp_path):
+    # restoring the mapping opens the file once more and closes it in the
+    # process: a POSIX lock taken before that would be dropped with it
+    path = tmp_path / "mapped"
+    path.write_bytes(b"m" * 4096)
+    t = Target(sys.executable, ["-c", MAPPED_AND_LOCKED, path], tmp_path)
+    try:
+        t.wait_ready()
+        dump(t, tmp_path / "images", "--file-locks")
+        restore(tmp_path / "images", "--file-locks")
+        probe = ("import fcntl, sys\n"
+                 "try:\n"
+                 "    fcntl.lockf(open(sys.argv[1], 'r+b'), fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                 "    print('free')\n"
+                 "except OSError:\n"
+                 "    print('held')\n")
+        seen = subprocess.run([sys.executable, "-c", probe, path], capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=30).stdout.decode().strip()
+        assert seen == "held"
+    finally:
+        t.stop()

@@ -97,13 +97,35 @@ def check_restore(images, options):
                             "them again (without them others could write under the process)")
 
 
-def take(images, pid):
-    """In the stub of pid, with its fds in place: its locks, taken again."""
+def _of(images, pid):
     if not images.exists("FILE_LOCKS"):
-        return
-    for lock in images.read("FILE_LOCKS"):
-        if lock.pid == pid:
+        return []
+    return [lock for lock in images.read("FILE_LOCKS") if lock.pid == pid]
+
+
+def take(images, pid):
+    """In the stub of pid, with its fds in place: its flock and OFD locks and
+    leases, which belong to open files.  POSIX locks wait for take_posix:
+    a process's POSIX lock goes when it closes any fd of that file
+    (locks_remove_posix), and the restore still closes its helper fds."""
+    for lock in _of(images, pid):
+        if not lock.flag & FL_POSIX:
             _take(lock)
+
+
+def take_posix(task, scratch, images, pid):
+    """In the rebuilt process, once hiber's helper fds are closed: its POSIX
+    locks, by fcntl(F_SETLK) injected into it, so that it owns them."""
+    for lock in _of(images, pid):
+        if not lock.flag & FL_POSIX:
+            continue
+        task.write(scratch, FLOCK.pack(lock.type, os.SEEK_SET, lock.start, lock.len, 0))
+        try:
+            task.syscall("fcntl", lock.fd, F_SETLK, scratch)
+        except OSError as e:
+            raise FileLocksHeld(f"PID {pid} fd {lock.fd}: cannot take its POSIX lock again "
+                                f"({e.strerror}): another process holds one on that file "
+                                "now") from None
 
 
 def _take(lock):

@@ -23,7 +23,7 @@ from ..kernel import proc
 from ..kernel import ptrace as pt
 from ..pages import lazy
 from ..progress import progress_bar
-from ..resources import aio, core, memory, timers, vdso
+from ..resources import aio, core, locks, memory, timers, vdso
 from ..resources.files import memfd
 from . import kernel_areas, threads
 from .fork import mapping_key
@@ -98,6 +98,8 @@ def rebuild(plan, p, options, progress=None, handover=None):
         memfd.seal_objects(task, plan.memfd_inodes, services["shmem"])
         for fd in _service_fds(services):
             task.syscall("close", fd)
+        # last: closing any fd of a file drops the process's POSIX locks on it
+        locks.take_posix(task, scratch, plan.images, p.pid)
     return mem.pages_restored
 
 

@@ -121,6 +121,17 @@ def build_target(name, extra_flags=()):
     return binary
 
 
+def written(path, timeout=10):
+    """The text a process writes to path, once there is some (a file is seen
+    as soon as it is opened, before its text is in)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.02)
+    return path.read_text() if path.exists() else ""
+
+
 def reap_orphans():
     """Collect exited descendants that were reparented to us (subreaper)."""
     while True:

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from conftest import Target, dump, reap_orphans, restore, run_hiber
+from conftest import Target, dump, reap_orphans, restore, run_hiber, written
 
 HOLDER = """
 import mmap, os, signal, sys, time
@@ -80,10 +80,7 @@ def test_deleted_files_come_back(tmp_path):
         restore(tmp_path / "images")
         assert _leftovers(d) == []
         os.kill(t.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "report").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (tmp_path / "report").read_text() == " ".join(["True"] * 9)
+        assert written(tmp_path / "report") == " ".join(["True"] * 9)
     finally:
         t.stop()
 
@@ -192,9 +189,6 @@ def test_a_deleted_fifo_and_symlink(tmp_path):
         restore(tmp_path / "images")
         assert os.listdir(d) == []
         os.kill(t.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "report").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (tmp_path / "report").read_text() == "True"
+        assert written(tmp_path / "report") == "True"
     finally:
         t.stop()

@@ -2,11 +2,10 @@
 file handle; and `tail -f`, blocked waiting for inotify, carries on after a
 restore (criu 4.2's restore makes it fail with EINTR)."""
 
-import os
 import sys
 import time
 
-from conftest import Target, dump, restore
+from conftest import Target, dump, restore, written
 
 WATCHER = """
 import ctypes, os, struct, sys, time
@@ -46,9 +45,7 @@ def test_inotify_watches_come_back(tmp_path):
         with open(d / "b", "a") as f:
             f.write("more")             # watch 2, IN_MODIFY
         (d / "new").write_text("x")     # watch 3, IN_CREATE "new"
-        deadline = time.monotonic() + 10
-        while not (d / "events").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        written(d / "events")
         # the first, read before the dump: the removal of watch 1 (IN_IGNORED);
         # none from the restore's own remaking of the watches
         assert (d / "events").read_text() == "1:8000: 2:2: 3:100:new"

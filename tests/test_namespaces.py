@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 
-from conftest import Target, dump, reap_orphans, restore, run_hiber
+from conftest import Target, dump, reap_orphans, restore, run_hiber, written
 from hiber.images.imagedir import ImageDir
 
 
@@ -164,10 +164,7 @@ def test_a_network_namespace_of_the_trees_own(tmp_path):
                     s.sendto(b"addresses?", "\0hiber-netns-test")
         finally:
             os.close(fd)
-        deadline = time.monotonic() + 10
-        while not report.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        seen = report.read_text()
+        seen = written(report)
         assert "10.7.7.7/32" in seen and "10.9.0.0/16 dev lo" in seen, seen
         assert seen.rstrip().endswith("7"), seen
     finally:
@@ -213,10 +210,7 @@ def test_namespace_files_come_back(tmp_path):
         dump(t, tmp_path / "images")
         restore(tmp_path / "images")
         os.kill(t.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not report.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert report.read_text() == "True"
+        assert written(report) == "True"
     finally:
         t.stop()
 

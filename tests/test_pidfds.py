@@ -6,9 +6,8 @@ refused in one line, leaving the tree running."""
 import os
 import subprocess
 import sys
-import time
 
-from conftest import Target, dump, restore, run_hiber
+from conftest import Target, dump, restore, run_hiber, written
 
 HOLDER = """
 import os, select, signal, sys, time
@@ -52,10 +51,7 @@ def test_pidfds_come_back(tmp_path):
         dump(t, tmp_path / "images")
         restore(tmp_path / "images")
         os.kill(t.pid, 12)  # SIGUSR2: go on
-        deadline = time.monotonic() + 20
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ino, exited, nonblock = out.read_text().split()
+        ino, exited, nonblock = written(out, 20).split()
         assert exited == "True" and nonblock == "True"
         assert (tmp_path / "report.child").read_text() == ino
     finally:
